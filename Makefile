@@ -1,0 +1,30 @@
+# Each target creates (or reuses) its own virtual environment in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ASSEMBLE_DATA_DIR ?= $(abspath ../shared/data)
+export ASSEMBLE_DATA_DIR
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+MODEL ?= assemble_resnet50
+
+.PHONY: venv test summary train clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs tests
+
+## Build a named model and print its summary and parameter count.
+summary: $(STAMP)
+	$(BIN)/python -m official.summary --model=$(MODEL)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
