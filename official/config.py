@@ -1,0 +1,188 @@
+"""Typed configuration of a training run (Model Garden style).
+
+A run is described by one :class:`RunConfig`, made of one dataclass per component
+(model, data, optimization, regularization, distribution, runtime). Recipes
+(``official/configs/*.cfg``) are absl flag files; the absl flags defined in ``flags/``
+override the dataclass defaults (:func:`flags.build_run_config`). The complete config is
+written to ``<model_dir>/run_config.json`` so that evaluation, export and fine-tuning can
+rebuild the exact model from the run directory alone (``official.checkpoints.load_run``).
+
+Defaults follow the paper's training code (clovaai/assembled-cnn ``nets/hparams_config.py``,
+``functions/model_fns.py`` and ``scripts/train_*_from_scratch.sh``): SGD momentum 0.9,
+base LR 0.4 for batch 1024 with **no** linear scaling (``batch_denom=batch_size`` in
+``model_fns.learning_rate_with_decay``), 5 warm-up epochs then cosine decay to 0, weight
+decay 1e-4 added to the loss as ``wd * sum(l2_loss(w))`` over non-batch-norm variables.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Dict, List, Optional
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """What ``models.build_model`` gets: ``build_model(name, num_classes, (S, S, 3), **overrides)``."""
+    name: str = "resnet50"
+    overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    num_classes: Optional[int] = None  # None: taken from the data source
+    image_size: int = 224
+    zero_gamma: bool = False  # passed as the ``zero_gamma`` model override when True
+
+
+@dataclasses.dataclass
+class DataConfig:
+    source: str = ""
+    train_split: str = "train"
+    eval_split: Optional[str] = None  # None: data.resolve_eval_split (validation/val/test)
+    num_train_examples: Optional[int] = None  # filled from data.inspect_source
+    num_eval_examples: Optional[int] = None
+    class_names: Optional[List[str]] = None
+    autoaugment: Optional[str] = None
+    randaugment: Optional[str] = None
+    normalization: str = "mean"
+    eval_preprocess: str = "imagenet"
+    label_offset: int = 0
+    seed: Optional[int] = 0
+    eval_batch_size: Optional[int] = None  # None: the training batch size
+
+
+@dataclasses.dataclass
+class OptimizationConfig:
+    batch_size: int = 1024  # GLOBAL batch, split over replicas
+    epochs: float = 120.0
+    train_steps: Optional[int] = None  # overrides epochs when set
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = False
+    base_learning_rate: float = 0.4
+    lr_scaling: str = "none"  # none (paper) | linear: lr * batch_size / 256
+    lr_schedule: str = "cosine"  # cosine | piecewise | exponential | constant
+    warmup_epochs: float = 5.0
+    piecewise_boundaries: List[float] = dataclasses.field(default_factory=list)  # epochs
+    piecewise_rates: List[float] = dataclasses.field(default_factory=list)  # multipliers
+    exponential_decay_epochs: float = 2.4
+    exponential_decay_rate: float = 0.97
+    weight_decay: float = 1e-4
+    weight_decay_mode: str = "l2_loss"  # l2_loss (paper: added to the loss) | decoupled (SGD weight_decay)
+    ema_decay: float = 0.0  # 0: no weight EMA
+    dtype: str = "fp32"  # fp32 | fp16 | bf16 (mixed precision)
+    jit_compile: bool = False
+
+
+@dataclasses.dataclass
+class RegularizationConfig:
+    label_smoothing: float = 0.0
+    mixing: str = "none"  # none | mixup | cutmix
+    mixing_alpha: float = 0.2
+    mixing_per_sample: bool = False
+    mixing_form: str = "paper"
+    drop_block_keep_prob: List[float] = dataclasses.field(default_factory=lambda: [1.0, 0.9])
+    distillation: str = "none"  # none | offline (logits in TFRecords) | online (teacher model)
+    distillation_weight: float = 1.0
+    distillation_temperature: float = 1.0
+    teacher: str = ""  # online: SavedModel dir, run dir or weights file
+
+
+@dataclasses.dataclass
+class DistributionConfig:
+    strategy: str = "off"  # off | one_device | mirrored | multi_worker_mirrored | tpu
+    num_gpus: int = 1
+    tpu: str = ""
+    sync_bn: bool = False
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    model_dir: str = ""
+    init_checkpoint: str = ""
+    checkpoint_every_steps: int = 1000
+    keep_checkpoints: int = 3
+    eval_every_epochs: float = 1.0
+    eval_steps: Optional[int] = None  # None: the whole eval split
+    log_every_steps: int = 50
+    seed: int = 0
+    deterministic: bool = False
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+
+@dataclasses.dataclass
+class RunConfig:
+    recipe: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optimization: OptimizationConfig = dataclasses.field(default_factory=OptimizationConfig)
+    regularization: RegularizationConfig = dataclasses.field(default_factory=RegularizationConfig)
+    distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    backend: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # ---- helpers ---------------------------------------------------------------------
+    @property
+    def input_shape(self):
+        return (self.model.image_size, self.model.image_size, 3)
+
+    def model_overrides(self) -> Dict[str, Any]:
+        """Overrides passed to ``models.build_model`` (``zero_gamma`` folded in)."""
+        overrides = dict(self.model.overrides)
+        if self.model.zero_gamma:
+            overrides["zero_gamma"] = True
+        return overrides
+
+    def steps_per_epoch(self) -> int:
+        n = self.data.num_train_examples
+        if not n:
+            raise ValueError("data.num_train_examples is unknown; cannot convert epochs to steps")
+        return max(1, n // self.optimization.batch_size)
+
+    def total_steps(self) -> int:
+        if self.optimization.train_steps:
+            return int(self.optimization.train_steps)
+        return max(1, int(round(self.optimization.epochs * self.steps_per_epoch())))
+
+    # ---- serialization ---------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RunConfig":
+        return _from_dict(cls, d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+    def override(self, dotted: Dict[str, Any]) -> "RunConfig":
+        """Returns a copy with ``{"optimization.batch_size": 64, ...}`` applied."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            section, _, field = key.partition(".")
+            if section not in d or not isinstance(d[section], dict) or field not in d[section]:
+                raise ValueError(f"unknown config field {key!r}")
+            d[section][field] = value
+        return self.from_dict(d)
+
+
+def _from_dict(cls, d):
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object for {cls.__name__}, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown fields for {cls.__name__}: {unknown}")
+    kwargs = {}
+    for key, value in d.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            value = _from_dict(hint, value)
+        kwargs[key] = value
+    return cls(**kwargs)
