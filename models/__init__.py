@@ -1,0 +1,193 @@
+"""Model registry: named variants of ResNet / ResNet-D / Big-Little / Assemble-ResNet and
+MobileNet V1, built as Keras 3 functional models (backend-neutral: TensorFlow, JAX, PyTorch).
+
+Paper: Lee et al., 2020, "Compounding the Performance Improvements of Assembled Techniques
+in a Convolutional Neural Network" (arXiv:2001.06268). Official code: clovaai/assembled-cnn.
+See ``docs/MODELS.md`` for every variant, its parameter count and what it is.
+
+Public API::
+
+    build_model(name, num_classes=1000, input_shape=(224, 224, 3), **overrides) -> keras.Model
+    list_models() -> list[str]
+    get_model_config(name, **overrides) -> ResNetConfig | MobileNetConfig
+    set_drop_block_keep_prob(model, keep_prob)
+    drop_block_layers(model) -> list[DropBlock2D]
+
+``overrides`` are fields of the variant's config dataclass (:mod:`models.config`), e.g.
+``build_model("resnet50", stem="cifar", num_classes=10, input_shape=(32, 32, 3))`` or
+``build_model("assemble_resnet50", alpha=1, beta=2, pool="gem", embedding_dim=512)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from models.config import (MobileNetConfig, ResNetConfig, config_from_dict,  # noqa: F401
+                           replace_config, validate_config)
+
+__all__ = ["build_model", "list_models", "get_model_config", "set_drop_block_keep_prob",
+           "drop_block_layers", "describe_model", "build_from_config", "ResNetConfig",
+           "MobileNetConfig", "config_from_dict", "TABLE7"]
+
+_REGISTRY: dict = {}
+
+
+def _register(name, base, description, **fields):
+    cfg = dataclasses.replace(base, **fields)
+    validate_config(cfg)
+    _REGISTRY[name] = (cfg, description)
+
+
+R = ResNetConfig()
+# --- plain ResNets (v1.5: stride on the 3x3 conv), torchvision / timm layouts ------------
+_register("resnet18", R, "ResNet-18 (basic blocks)", block="basic", layers=(2, 2, 2, 2))
+_register("resnet34", R, "ResNet-34 (basic blocks)", block="basic", layers=(3, 4, 6, 3))
+_register("resnet50", R, "ResNet-50 v1.5", layers=(3, 4, 6, 3))
+_register("resnet101", R, "ResNet-101 v1.5", layers=(3, 4, 23, 3))
+_register("resnet152", R, "ResNet-152 v1.5", layers=(3, 8, 36, 3))
+# --- ResNet-D (He et al., 2019, "Bag of Tricks"): deep stem + avg-pool shortcut ----------
+_D = dict(stem="deep", shortcut="avg2")
+_register("resnet50d", R, "ResNet-50-D: deep stem, 2x2 avg-pool shortcut", layers=(3, 4, 6, 3), **_D)
+_register("resnet101d", R, "ResNet-101-D", layers=(3, 4, 23, 3), **_D)
+_register("resnet152d", R, "ResNet-152-D", layers=(3, 8, 36, 3), **_D)
+# --- single tweaks ------------------------------------------------------------------------
+_register("seresnet50", R, "SE-ResNet-50 (r=16, SE with biases as timm)", se_ratio=16,
+          se_use_bias=True)
+_register("skresnet50", R, "ResNet-50 with the official code's SK unit replacing each 3x3 "
+          "conv (r=2, L=32)", selective_kernel=True)
+_register("resnetblur50", R, "ResNet-50 + BlurPool (filter 3) after the strided 3x3 convs and "
+          "after a stride-1 stem max-pool (timm resnetblur50)", anti_alias_type="sconv,max")
+# --- Assemble-ResNet -----------------------------------------------------------------------
+_ASSEMBLE = dict(arch="big_little", shortcut="avg2", selective_kernel=True,
+                 anti_alias_type="sconv", anti_alias_filter_size=3, drop_block=True,
+                 zero_gamma=True)
+_register("assemble_resnet50", R, "Assemble-ResNet-50 (Table 7 E11 network): ResNet-D "
+          "shortcut + Big-Little (alpha 2, beta 4) + SK + anti-alias sconv (3) + DropBlock, "
+          "zero-gamma", layers=(3, 4, 6, 3), alpha=2, beta=4, **_ASSEMBLE)
+_register("assemble_resnet152", R, "Assemble-ResNet-152 (Table 7 E12 network): as "
+          "assemble_resnet50 with blocks [5, 12, 30, 3], alpha 1, beta 2",
+          layers=(5, 12, 30, 3), alpha=1, beta=2, **_ASSEMBLE)
+# --- MobileNet V1 ablation (paper section 4.5) ---------------------------------------------
+M = MobileNetConfig()
+_register("mobilenet_v1", M, "MobileNet V1 1.0")
+_register("se_mobilenet_v1", M, "MobileNet V1 1.0 + SE (r=16) after every block", se_ratio=16)
+_register("se_mobilenet_v1_r2", M, "MobileNet V1 1.0 + SE (r=2) after every block", se_ratio=2)
+
+# --- Table 7 of the paper: one alias per row, mapped to the network that row trains -------
+# Rows E0-E4 add network tweaks one at a time; E5-E10 add regularization (label smoothing,
+# mixup, DropBlock, knowledge distillation, AutoAugment, longer training) to the E4 network;
+# E11 is the final Assemble-ResNet-50, E12 Assemble-ResNet-152. DropBlock has no weights,
+# so the rows without DropBlock train the same network with keep_prob 1 (DropBlock is then
+# the identity). The mapping is documented (and may be corrected) in docs/MODELS.md.
+TABLE7 = {
+    "table7_e0": ("resnet50", {}, "E0 baseline ResNet-50"),
+    "table7_e1": ("resnet50d", {}, "E1 + ResNet-D"),
+    "table7_e2": ("resnet50d", {"selective_kernel": True}, "E2 + SK"),
+    "table7_e3": ("assemble_resnet50", {"anti_alias_type": "", "drop_block": False},
+                  "E3 + Big-Little (alpha 2, beta 4)"),
+    "table7_e4": ("assemble_resnet50", {"drop_block": False}, "E4 + anti-alias (sconv, 3)"),
+}
+for _row in range(5, 11):
+    TABLE7[f"table7_e{_row}"] = ("assemble_resnet50", {},
+                                 f"E{_row}: E4 network + regularization (training recipe)")
+TABLE7["table7_e11"] = ("assemble_resnet50", {}, "E11 Assemble-ResNet-50")
+TABLE7["table7_e12"] = ("assemble_resnet152", {}, "E12 Assemble-ResNet-152")
+for _alias, (_base, _fields, _desc) in TABLE7.items():
+    _register(_alias, _REGISTRY[_base][0], f"{_desc} (network of {_base}"
+              + (f" with {_fields}" if _fields else "") + ")", **_fields)
+
+
+# ---------------------------------------------------------------------------- API
+def list_models() -> list:
+    """Names of all registered variants (sorted)."""
+    return sorted(_REGISTRY)
+
+
+def describe_model(name: str) -> str:
+    """One-line description of a variant."""
+    return _lookup(name)[1]
+
+
+def _lookup(name):
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def get_model_config(name: str, **overrides):
+    """The typed config dataclass of variant ``name`` with ``overrides`` applied (unknown keys
+    and invalid values raise ``ValueError`` naming the argument)."""
+    cfg = _lookup(name)[0]
+    return replace_config(cfg, overrides)
+
+
+def _check_build_args(cfg, num_classes, input_shape):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"invalid num_classes={num_classes!r}: must be a positive integer")
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(f"invalid input_shape={input_shape!r}: must be (height, width, channels)")
+    if len(shape) != 3:
+        raise ValueError(f"invalid input_shape={input_shape!r}: must be (height, width, channels)")
+    h, w, c = shape
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise ValueError(f"invalid input_shape={input_shape!r}: channels must be a positive int")
+    stride = cfg.total_stride()
+    for size in (h, w):
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or size < stride:
+            raise ValueError(
+                f"invalid input_shape={input_shape!r}: height and width must be integers >= "
+                f"{stride}, the network's total stride (or None)")
+        if cfg.arch == "big_little" and size % stride:
+            raise ValueError(
+                f"invalid input_shape={input_shape!r}: Big-Little networks need height and "
+                f"width divisible by the total stride {stride} (the big branch is upsampled 2x "
+                "and added to the little branch)")
+    return shape
+
+
+def build_from_config(cfg, num_classes=1000, input_shape=(224, 224, 3), name=None):
+    """Builds the functional model of a config dataclass (see :func:`build_model`)."""
+    validate_config(cfg)
+    shape = _check_build_args(cfg, num_classes, input_shape)
+    if cfg.arch == "resnet":
+        from models.resnet import build_resnet
+        return build_resnet(cfg, num_classes, shape, name=name or "resnet")
+    if cfg.arch == "big_little":
+        from models.big_little import build_big_little
+        return build_big_little(cfg, num_classes, shape, name=name or "big_little")
+    from models.mobilenet import build_mobilenet_v1
+    return build_mobilenet_v1(cfg, num_classes, shape, name=name or "mobilenet_v1")
+
+
+def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), **overrides):
+    """Builds variant ``name`` as a functional ``keras.Model``.
+
+    Input: preprocessed float images NHWC ``input_shape``. Output: float32 logits from the
+    final Dense ``logits`` (float32 also under mixed precision). ``pool`` is the global
+    pooling layer, ``embedding`` exists when ``embedding_dim > 0``, ``stage{1..4}_output``
+    mark the stage outputs. Raises ``ValueError`` for unknown names (listing the valid ones)
+    and invalid arguments / overrides (naming the argument).
+    """
+    cfg = get_model_config(name, **overrides)
+    return build_from_config(cfg, num_classes, input_shape, name=name)
+
+
+def drop_block_layers(model) -> list:
+    """All ``DropBlock2D`` layers of ``model`` (nested ones included)."""
+    from models.layers.drop_block import DropBlock2D
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, DropBlock2D)]
+
+
+def set_drop_block_keep_prob(model, keep_prob: float) -> int:
+    """Assigns ``keep_prob`` (in (0, 1]) to every DropBlock2D of ``model``; returns how many."""
+    if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)) \
+            or not 0.0 < float(keep_prob) <= 1.0:
+        raise ValueError(f"invalid keep_prob={keep_prob!r}: must be in (0, 1]")
+    layers = drop_block_layers(model)
+    for layer in layers:
+        layer.keep_prob.assign(float(keep_prob))
+    return len(layers)
