@@ -1,0 +1,525 @@
+"""``build_dataset``: the training / evaluation input pipeline (issue #3).
+
+Design (details in docs/DATA.md):
+
+* Every file-based source is an indexed :class:`data.sources.RecordTable`. A stream of
+  ``(c, index)`` pairs is built from integers only: ``c`` counts the elements of this worker's
+  stream, ``index`` is the record. Training streams are an endless sequence of epochs; epoch
+  ``k`` is a full permutation drawn with the stateless seed ``(seed, k)``, sharded per worker.
+  ``start_batch=n`` starts that integer stream at element ``n * batch_size`` (epoch and offset
+  computed directly), so skipped images are never read nor decoded.
+* The parallel map reads the bytes (``tf.io.read_file`` or ``os.pread`` of a stored zip member or
+  TFRecord payload), checks them with string ops (magic bytes, end marker), and preprocesses the
+  good ones with per-element stateless seeds ``[seed, c]``. Errors the check cannot see
+  (corrupt JPEG data) are dropped by ``ignore_errors`` and found again as gaps in ``c``.
+* Host-side accounting (:class:`DatasetStats`) runs once per batch, in stream order, and names
+  every skipped record; invalid labels and missing teacher logits raise an error naming the
+  record. Results are identical with AUTOTUNE parallelism because the map is ordered.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from data import preprocessing
+from data import sources
+
+logger = logging.getLogger("data.pipeline")
+
+AUTOAUGMENT_POLICIES = ("imagenet", "v0", "cifar10", "svhn")
+DEFAULT_SHUFFLE_BUFFER = 10_000
+_FAR_FUTURE = 2 ** 40
+
+
+class DatasetStats:
+    """Counts of records read, used and skipped, per epoch (or evaluation pass), with names.
+
+    Pass one as ``build_dataset(..., stats=DatasetStats())``; it fills in as the iterator runs
+    (thread-safe). ``skipped`` lists ``(epoch, record name, reason)``. For training, an epoch's
+    counts are complete once the next epoch has started; for evaluation, at the end of the pass.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.epochs = collections.OrderedDict()   # epoch -> {"read", "used", "skipped"}
+        self.skipped = []                          # (epoch, name, reason)
+
+    def _epoch(self, epoch):
+        return self.epochs.setdefault(int(epoch), {"read": 0, "used": 0, "skipped": 0})
+
+    def add_used(self, epoch, n=1):
+        with self._lock:
+            e = self._epoch(epoch)
+            e["used"] += n
+            e["read"] += n
+
+    def add_skipped(self, epoch, name, reason):
+        with self._lock:
+            e = self._epoch(epoch)
+            e["skipped"] += 1
+            e["read"] += 1
+            self.skipped.append((int(epoch), name, reason))
+
+    @property
+    def records_read(self):
+        with self._lock:
+            return sum(e["read"] for e in self.epochs.values())
+
+    @property
+    def records_used(self):
+        with self._lock:
+            return sum(e["used"] for e in self.epochs.values())
+
+    @property
+    def records_skipped(self):
+        with self._lock:
+            return sum(e["skipped"] for e in self.epochs.values())
+
+    def summary(self) -> str:
+        with self._lock:
+            lines = []
+            for k, e in self.epochs.items():
+                lines.append(f"epoch {k}: read {e['read']}, used {e['used']}, "
+                             f"skipped {e['skipped']}")
+            total = {key: sum(e[key] for e in self.epochs.values())
+                     for key in ("read", "used", "skipped")}
+            lines.append(f"total: read {total['read']}, used {total['used']}, "
+                         f"skipped {total['skipped']}")
+            seen = collections.OrderedDict()
+            for _, name, reason in self.skipped:
+                seen.setdefault((name, reason), 0)
+                seen[(name, reason)] += 1
+            for (name, reason), n in seen.items():
+                lines.append(f"  skipped {name}: {reason}" + (f" (x{n})" if n > 1 else ""))
+            return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"DatasetStats(read={self.records_read}, used={self.records_used}, "
+                f"skipped={self.records_skipped})")
+
+
+class _Tracker:
+    """Stream-order host-side bookkeeping of one built dataset."""
+
+    def __init__(self, stats, names_of, n_local, start_c, strict, finite, training,
+                 num_classes, label_offset):
+        self.stats = stats
+        self.names_of = names_of          # c -> record name
+        self.n_local = n_local            # elements per epoch in this worker's stream
+        self.start_c = start_c
+        self.strict = strict
+        self.finite = finite
+        self.training = training
+        self.num_classes = num_classes
+        self.label_offset = label_offset
+        self.reasons = {}
+        self.last_c = start_c - 1
+        self.passes = -1
+        self.lock = threading.Lock()
+
+    def _epoch_of(self, c):
+        if self.training and self.n_local:
+            return c // self.n_local
+        return max(self.passes, 0)
+
+    def _skip(self, c, reason):
+        name = self.names_of(c)
+        message = f"skipped record {name}: {reason}"
+        if self.strict:
+            raise ValueError(f"strict=True: bad record {name}: {reason}")
+        logger.warning(message)
+        self.stats.add_skipped(self._epoch_of(c), name, reason)
+
+    def report(self, c, reason):
+        """Called (only) for records the byte check rejected, before they are filtered out."""
+        c = int(c)
+        reason = preprocessing.REASONS.get(int(reason), f"reason {int(reason)}")
+        with self.lock:
+            self.reasons[c] = reason
+            if self.strict:
+                raise ValueError(f"strict=True: bad record {self.names_of(c)}: {reason}")
+        return False
+
+    def _close_gaps(self, upto):
+        for g in range(self.last_c + 1, upto):
+            self._skip(g, self.reasons.pop(g, "could not be decoded (corrupt image data)"))
+
+    def batch(self, c, labels, logit_ok):
+        c = c.numpy()
+        labels = labels.numpy()
+        logit_ok = logit_ok.numpy()
+        with self.lock:
+            if len(c) == 0:
+                return
+            if c[0] <= self.last_c or self.passes < 0:
+                # a new iterator over the same dataset (e.g. the next evaluation pass)
+                self.passes += 1
+                self.last_c = self.start_c - 1
+                self.reasons = {k: v for k, v in self.reasons.items() if k >= self.start_c}
+            for i, ci in enumerate(c):
+                ci = int(ci)
+                self._close_gaps(ci)
+                name = None
+                if self.num_classes is not None and not 0 <= labels[i] < self.num_classes:
+                    name = self.names_of(ci)
+                    raise ValueError(
+                        f"record {name}: label {int(labels[i]) + self.label_offset} - "
+                        f"label_offset {self.label_offset} = {int(labels[i])} is outside "
+                        f"[0, {self.num_classes})")
+                if not logit_ok[i]:
+                    name = self.names_of(ci)
+                    raise ValueError(f"record {name}: teacher logits missing or of the wrong "
+                                     f"length (expected {self.num_classes} or "
+                                     f"{self.num_classes + self.label_offset} values)")
+                self.stats.add_used(self._epoch_of(ci))
+                self.last_c = ci
+
+    def finish(self):
+        with self.lock:
+            if self.finite:
+                self._close_gaps(self.n_local)
+                self.reasons = {}
+
+
+def _check_args(batch_size, image_size, autoaugment, randaugment, normalization, label_offset):
+    if int(batch_size) <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if int(image_size) <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    if autoaugment is not None and autoaugment not in AUTOAUGMENT_POLICIES:
+        raise ValueError(f"unknown AutoAugment policy {autoaugment!r}; use one of "
+                         f"{AUTOAUGMENT_POLICIES}")
+    if autoaugment is not None and randaugment is not None:
+        raise ValueError("use either autoaugment or randaugment, not both")
+    if randaugment is not None:
+        if len(tuple(randaugment)) != 2:
+            raise ValueError(f"randaugment must be (num_layers, magnitude), got {randaugment!r}")
+    if normalization not in preprocessing.NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; use one of "
+                         f"{preprocessing.NORMALIZATIONS}")
+    if label_offset < 0:
+        raise ValueError(f"label_offset must be >= 0, got {label_offset}")
+
+
+def _augment_fn(autoaugment, randaugment):
+    if autoaugment is None and randaugment is None:
+        return None
+    from data import autoaugment as aa  # the teammate's module; imported lazily
+
+    if autoaugment is not None:
+        return lambda image, seed: aa.distort_image_with_autoaugment(image, autoaugment, seed)
+    layers, magnitude = randaugment
+    return lambda image, seed: aa.distort_image_with_randaugment(image, int(layers),
+                                                                 magnitude, seed)
+
+
+def _train_image(image_bytes, bbox, image_size, seed, augment, fused=True):
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    image = preprocessing.preprocess_for_train(image_bytes, image_size, seeds[0], bbox=bbox,
+                                               fused=fused)
+    if augment is not None:
+        # As in the paper: clip, cast to uint8, augment, back to float.
+        image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+        image = augment(image, seeds[1])
+        image = tf.ensure_shape(tf.cast(image, tf.float32), [image_size, image_size, 3])
+    return image
+
+
+def _parse_tfrecord(serialized, num_logits):
+    feats = tf.io.parse_single_example(serialized, {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+        "image/logit": tf.io.VarLenFeature(tf.float32),
+    })
+    coords = [feats[f"image/object/bbox/{k}"].values for k in ("ymin", "xmin", "ymax", "xmax")]
+    bbox = tf.expand_dims(tf.stack(coords, axis=1), 0)   # [1, num_boxes, 4]
+    logits = feats["image/logit"].values
+    return feats["image/encoded"], feats["image/class/label"], bbox, logits
+
+
+def _fix_logits(logits, num_classes, label_offset):
+    n = tf.size(logits)
+    logits = tf.cond(tf.equal(n, num_classes + label_offset) & (label_offset > 0),
+                     lambda: logits[label_offset:], lambda: logits)
+    ok = tf.equal(tf.size(logits), num_classes)
+    padded = tf.pad(logits[:num_classes], [[0, tf.maximum(num_classes - tf.size(logits), 0)]])
+    return tf.ensure_shape(padded, [num_classes]), ok
+
+
+def build_dataset(source, split, *, training, batch_size, image_size, autoaugment=None,
+                  randaugment=None, seed=None, num_classes=None, label_offset=0,
+                  eval_preprocess="imagenet", normalization="mean", teacher_logits=False,
+                  strict=False, start_batch=0, input_context=None, stats=None,
+                  shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, drop_remainder=None, cache=False,
+                  _fused_crop=True):
+    """Builds batches ``(images, labels)`` or ``(images, {"label", "teacher_logits"})``.
+
+    See docs/ARCHITECTURE.md and docs/DATA.md. ``batch_size`` is the global batch size; with
+    ``input_context`` the per-replica size is used and the records are sharded per input
+    pipeline. ``shuffle_buffer`` is used only by TFDS sources (file-based sources shuffle the
+    whole index each epoch). ``cache=True`` caches preprocessed evaluation images in memory
+    (ignored for training). ``_fused_crop=False`` (benchmark only) decodes whole images.
+    """
+    _check_args(batch_size, image_size, autoaugment, randaugment, normalization, label_offset)
+    image_size = int(image_size)
+    kind = sources.source_kind(source)  # raises for a missing path
+    out_size = image_size if training else preprocessing.eval_image_size(image_size,
+                                                                        eval_preprocess)
+    augment = _augment_fn(autoaugment, randaugment) if training else None
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    batch = int(batch_size)
+    num_shards, shard_index = 1, 0
+    if input_context is not None:
+        batch = input_context.get_per_replica_batch_size(batch)
+        num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") if training else 0
+    seed = int(seed)
+    stats = stats if stats is not None else DatasetStats()
+    info = sources.inspect_source(source)
+    if num_classes is None:
+        num_classes = info.num_classes
+    if teacher_logits and num_classes is None:
+        raise ValueError("teacher_logits=True needs num_classes (the source has no classes.csv)")
+    if kind == "tfds":
+        if teacher_logits:
+            raise ValueError(f"{source}: TFDS sources carry no teacher logits; build TFRecords "
+                             "with `python -m data.build_tfrecords --teacher ...`")
+        return _build_tfds(source, split, training, batch, image_size, out_size, augment, seed,
+                           num_classes, label_offset, eval_preprocess, normalization, strict,
+                           start_batch, num_shards, shard_index, stats, shuffle_buffer,
+                           drop_remainder, cache, _fused_crop)
+
+    table = sources.record_table(source, split)
+    for name, why in table.skipped_at_listing:
+        logger.warning("ignored %s in %s: %s", name, source, why)
+    if teacher_logits and not table.tfrecord:
+        raise ValueError(f"{source}: teacher_logits=True needs TFRecords with 'image/logit' "
+                         "(build them with `python -m data.build_tfrecords --teacher ...`)")
+    if table.labels is not None and num_classes is not None:
+        labels_np = table.labels - label_offset
+        bad = np.flatnonzero((labels_np < 0) | (labels_np >= num_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"record {table.names[i]}: label {int(table.labels[i])} - "
+                             f"label_offset {label_offset} is outside [0, {num_classes})")
+
+    n_total = len(table)
+    local_idx = np.arange(shard_index, n_total, num_shards, dtype=np.int64)
+    n_local = len(local_idx)
+    if n_local == 0:
+        raise ValueError(f"split {split!r} of {source} has {n_total} records, too few for "
+                         f"{num_shards} input pipelines")
+    if n_local < batch and drop_remainder:
+        raise ValueError(f"split {split!r} has {n_local} records per input pipeline, fewer than "
+                         f"one batch of {batch} with drop_remainder=True")
+
+    def epoch_order(k):
+        """Record indices of this worker's epoch ``k`` (int64 tensor [n_local])."""
+        if not training:
+            return tf.constant(local_idx)
+        keys = tf.random.stateless_uniform([n_total], seed=tf.stack(
+            [tf.constant(seed, tf.int64) ^ 0x5EED, tf.cast(k, tf.int64)]), dtype=tf.float32)
+        perm = tf.argsort(keys, stable=True)
+        return tf.cast(perm[shard_index::num_shards], tf.int64)
+
+    perm_cache = {}
+
+    def names_of(c):
+        if training:
+            k, j = divmod(int(c), n_local)
+            if k not in perm_cache:
+                perm_cache.clear()
+                perm_cache[k] = epoch_order(k).numpy()
+            return table.names[int(perm_cache[k][j])]
+        return table.names[int(local_idx[int(c)])] if 0 <= int(c) < n_local else f"#{int(c)}"
+
+    start_c = int(start_batch) * batch
+    if training:
+        k0, j0 = divmod(start_c, n_local)
+        stream = tf.data.Dataset.range(k0, _FAR_FUTURE).flat_map(
+            lambda k: tf.data.Dataset.from_tensor_slices(
+                (k * n_local + tf.range(n_local, dtype=tf.int64), epoch_order(k))))
+        stream = stream.skip(j0)
+    else:
+        stream = tf.data.Dataset.from_tensor_slices(
+            (tf.range(n_local, dtype=tf.int64), tf.constant(local_idx))).skip(start_c)
+
+    tracker = _Tracker(stats, names_of, n_local, start_c, strict, finite=not training,
+                       training=training, num_classes=num_classes, label_offset=label_offset)
+    read = _make_reader(table)
+    labels_const = (tf.constant(table.labels - label_offset, tf.int32)
+                    if table.labels is not None else None)
+    k_logits = int(num_classes) if teacher_logits else 0
+
+    def load(c, index):
+        data = read(index)
+        bbox = None
+        logits, logit_ok = tf.zeros([k_logits]), tf.constant(True)
+        if table.tfrecord:
+            data, label, bbox, raw_logits = _parse_tfrecord(data, k_logits)
+            label = tf.cast(label, tf.int32) - label_offset
+            if teacher_logits:
+                logits, logit_ok = _fix_logits(raw_logits, k_logits, label_offset)
+        else:
+            label = tf.gather(labels_const, index)
+        reason = preprocessing.check_image_bytes(data)
+        image_seed = tf.stack([tf.constant(seed, tf.int64), c])
+        if training:
+            image = tf.cond(
+                tf.equal(reason, 0),
+                lambda: _train_image(data, bbox, image_size, image_seed, augment, _fused_crop),
+                lambda: tf.zeros([image_size, image_size, 3]))
+        else:
+            image = tf.cond(
+                tf.equal(reason, 0),
+                lambda: preprocessing.preprocess_for_eval(data, image_size, eval_preprocess),
+                lambda: tf.zeros([out_size, out_size, 3]))
+        return {"image": image, "label": label, "logits": logits, "logit_ok": logit_ok,
+                "c": c, "reason": reason}
+
+    return _finish(stream, load, tracker, batch, drop_remainder, normalization,
+                   teacher_logits, training, cache, out_size)
+
+
+def _make_reader(table):
+    if table.kind == "file":
+        paths = tf.constant(table.paths)
+        return lambda index: tf.io.read_file(tf.gather(paths, index))
+    reader = sources.ByteReader(table.files, member_names=table.paths)
+    fids = tf.constant(table.file_ids)
+    if table.kind == "range":
+        offs, lens = tf.constant(table.offsets), tf.constant(table.lengths)
+
+        def read(index):
+            out = tf.numpy_function(reader.read_range, [tf.gather(fids, index),
+                                                        tf.gather(offs, index),
+                                                        tf.gather(lens, index)],
+                                    tf.string, stateful=False)
+            return tf.ensure_shape(out, [])
+        return read
+
+    def read_member(index):
+        out = tf.numpy_function(reader.read_member, [tf.gather(fids, index), index], tf.string,
+                                stateful=False)
+        return tf.ensure_shape(out, [])
+    return read_member
+
+
+def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher_logits,
+            training, cache, out_size):
+    ds = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache and not training:
+        ds = ds.cache()
+    ds = ds.ignore_errors()  # corrupt data the byte check cannot see; found again as gaps
+
+    def keep(e):
+        return tf.cond(tf.equal(e["reason"], 0), lambda: tf.constant(True),
+                       lambda: tf.py_function(tracker.report, [e["c"], e["reason"]], tf.bool))
+
+    ds = ds.filter(keep)
+    ds = ds.batch(batch, drop_remainder=drop_remainder)
+
+    def account(e):
+        labels = e["label"]
+        dep = tf.py_function(tracker.batch, [e["c"], labels, e["logit_ok"]], [])
+        with tf.control_dependencies(dep if isinstance(dep, list) else [dep]):
+            labels = tf.identity(labels)
+        images = preprocessing.normalize(e["image"], normalization)
+        if teacher_logits:
+            return images, {"label": labels, "teacher_logits": e["logits"]}
+        return images, labels
+
+    ds = ds.map(account)  # sequential: keeps stream order for the accounting
+    if not training:
+        spec = ds.element_spec
+
+        def _dummy(s):
+            shape = [0 if d is None else d for d in s.shape.as_list()]
+            return tf.zeros(shape, s.dtype)
+
+        def _end(_):
+            tf.py_function(tracker.finish, [], [])
+            return tf.nest.map_structure(_dummy, spec)
+
+        end = tf.data.Dataset.range(1).map(_end).filter(lambda *a: False)
+        ds = ds.concatenate(end)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.threading.max_intra_op_parallelism = 1
+    ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _build_tfds(source, split, training, batch, image_size, out_size, augment, seed,
+                num_classes, label_offset, eval_preprocess, normalization, strict, start_batch,
+                num_shards, shard_index, stats, shuffle_buffer, drop_remainder, cache,
+                fused_crop):
+    import tensorflow_datasets as tfds
+
+    name, version = sources.parse_tfds_name(source)
+    builder = sources._tfds_builder(name, version)
+    if split not in builder.info.splits:
+        raise ValueError(f"split {split!r} not in {source}; splits: "
+                         f"{sorted(builder.info.splits)}")
+    if builder.info.splits[split].num_examples == 0:
+        raise ValueError(f"split {split!r} of {source} is empty")
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={"image": tfds.decode.SkipDecoding()},
+                            read_config=tfds.ReadConfig(add_tfds_id=True))
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_index)
+    n_local = int(builder.info.splits[split].num_examples)
+    n_local = len(range(shard_index, n_local, num_shards))
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    start_c = int(start_batch) * batch
+    ds = ds.enumerate().skip(start_c)
+    names = {}
+
+    def names_of(c):
+        return names.get(int(c), f"{source}:{split}#{int(c)}")
+
+    tracker = _Tracker(stats, names_of, n_local, start_c, strict, finite=not training,
+                       training=training, num_classes=num_classes, label_offset=label_offset)
+
+    def remember(c, tfds_id):
+        names[int(c)] = tfds_id.numpy().decode()
+        if len(names) > 100_000:
+            names.clear()
+        return c
+
+    def load(c, ex):
+        data = ex["image"]
+        label = tf.cast(ex["label"], tf.int32) - label_offset
+        reason = preprocessing.check_image_bytes(data)
+        c = tf.cond(tf.equal(reason, 0), lambda: c,
+                    lambda: tf.py_function(remember, [c, ex["tfds_id"]], tf.int64))
+        c = tf.ensure_shape(c, [])
+        image_seed = tf.stack([tf.constant(seed, tf.int64), c])
+        if training:
+            image = tf.cond(
+                tf.equal(reason, 0),
+                lambda: _train_image(data, None, image_size, image_seed, augment, fused_crop),
+                lambda: tf.zeros([image_size, image_size, 3]))
+        else:
+            image = tf.cond(
+                tf.equal(reason, 0),
+                lambda: preprocessing.preprocess_for_eval(data, image_size, eval_preprocess),
+                lambda: tf.zeros([out_size, out_size, 3]))
+        return {"image": image, "label": label, "logits": tf.zeros([0]),
+                "logit_ok": tf.constant(True), "c": c, "reason": reason}
+
+    return _finish(ds, load, tracker, batch, drop_remainder, normalization, False, training,
+                   cache, out_size)

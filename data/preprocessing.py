@@ -1,0 +1,249 @@
+"""The paper's ImageNet preprocessing as plain TensorFlow functions.
+
+Follows ``preprocessing/imagenet_preprocessing.py`` and ``utils/data_util.py`` of
+clovaai/assembled-cnn (itself adapted from the TF ResNet "official/r1" code):
+
+* training: Inception-style random-resized crop (``sample_distorted_bounding_box``:
+  ``min_object_covered=0.1``, aspect ratio 0.75-1.33, area 0.05-1.0, 100 attempts, the whole
+  image as fallback, guided by the record's bounding boxes when present), decoded with the fused
+  ``decode_and_crop_jpeg`` so only the crop window is decoded, random horizontal flip, bilinear
+  resize to the training size. All randomness is stateless (``seed`` is a shape-[2] tensor).
+* evaluation: aspect-preserving bilinear resize of the short side, then a central crop
+  (see :func:`eval_sizes` for the eval preprocessing types).
+* normalization: ``"mean"`` subtracts the RGB means (the paper), ``"mean_std"`` uses the
+  ImageNet mean and standard deviation.
+
+Everything here is graph-safe so the SavedModel export can reuse :func:`preprocess_for_eval` and
+:func:`normalize` in its serving function. Non-JPEG inputs (PNG, GIF, BMP, WebP) are decoded whole
+and then cropped; every image is decoded with ``channels=3`` (grayscale and CMYK JPEGs give RGB).
+
+Difference from the original: TF2 ``tf.image.resize`` (half-pixel centers) instead of TF1
+``resize_images(align_corners=False)``; the two differ by a sub-pixel shift.
+"""
+from __future__ import annotations
+
+import re
+
+import tensorflow as tf
+
+# The paper's RGB means (``imagenet_preprocessing.CHANNEL_MEANS``).
+CHANNEL_MEANS = (123.68, 116.78, 103.94)
+# ImageNet mean / std in 0..255 units, for ``normalization="mean_std"``.
+IMAGENET_MEAN = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
+IMAGENET_STD = (0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0)
+NORMALIZATIONS = ("mean", "mean_std")
+
+# Random-resized-crop parameters of the paper (``_decode_crop_and_flip``).
+MIN_OBJECT_COVERED = 0.1
+ASPECT_RATIO_RANGE = (0.75, 1.33)
+AREA_RANGE = (0.05, 1.0)
+MAX_ATTEMPTS = 100
+# Default eval crop fraction: 224 / 256.
+CROP_FRACTION = 0.875
+
+_NAMED_EVAL = re.compile(r"^imagenet_(\d{3})(a?)$")
+
+
+def eval_sizes(image_size: int, eval_preprocess="imagenet") -> tuple[int, int]:
+    """Returns ``(resize_short_side, crop_size)`` for an eval preprocessing type.
+
+    Types, as in ``utils/data_util.py`` of the official code:
+
+    * ``"imagenet"``: crop ``image_size``, short side ``int(image_size / 0.875)``
+      (224 -> 256 then 224; at 256 -> 292).
+    * ``"imagenet_224_256"``: train at 224, evaluate at 256: resize 292, crop 256.
+    * ``"imagenet_224_256a"``: resize 257, crop 256.
+    * ``"imagenet_NNN"``: crop NNN, resize ``int(NNN / 0.875)``; ``"imagenet_NNNa"``: crop NNN,
+      resize NNN + 1. These types fix the eval size whatever ``image_size`` is.
+    * a float in (0, 1] (or its string, e.g. ``"0.9"``): crop fraction: crop ``image_size``,
+      resize ``int(image_size / fraction)``.
+    * an int >= ``image_size`` (or its string, e.g. ``"320"``): resize the short side to it,
+      crop ``image_size``.
+    """
+    image_size = int(image_size)
+    ep = eval_preprocess
+    if isinstance(ep, str):
+        if ep == "imagenet":
+            return int(image_size / CROP_FRACTION), image_size
+        if ep == "imagenet_224_256":
+            return int(256 / CROP_FRACTION), 256
+        if ep == "imagenet_224_256a":
+            return 257, 256
+        m = _NAMED_EVAL.match(ep)
+        if m:
+            size = int(m.group(1))
+            return (size + 1, size) if m.group(2) else (int(size / CROP_FRACTION), size)
+        try:
+            ep = float(ep) if ("." in ep or "e" in ep.lower()) else int(ep)
+        except ValueError:
+            raise ValueError(
+                f"unknown eval_preprocess {eval_preprocess!r}: use 'imagenet', 'imagenet_224_256', "
+                "'imagenet_224_256a', 'imagenet_NNN', 'imagenet_NNNa', a crop fraction in (0, 1] "
+                "or a short-side size >= image_size") from None
+    if isinstance(ep, bool):
+        raise ValueError(f"invalid eval_preprocess {eval_preprocess!r}")
+    if isinstance(ep, float):
+        if not 0.0 < ep <= 1.0:
+            raise ValueError(f"eval crop fraction must be in (0, 1], got {ep}")
+        return int(image_size / ep + 1e-6), image_size
+    if isinstance(ep, int):
+        if ep < image_size:
+            raise ValueError(f"eval resize size {ep} is smaller than the crop size {image_size}")
+        return ep, image_size
+    raise ValueError(f"invalid eval_preprocess {eval_preprocess!r}")
+
+
+def eval_image_size(image_size: int, eval_preprocess="imagenet") -> int:
+    """The side of the images that :func:`preprocess_for_eval` returns."""
+    return eval_sizes(image_size, eval_preprocess)[1]
+
+
+def decode_image(image_bytes):
+    """Decodes JPEG / PNG / GIF / BMP / WebP bytes to uint8 ``[H, W, 3]``."""
+    return tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.io.decode_jpeg(image_bytes, channels=3),
+        lambda: tf.ensure_shape(
+            tf.io.decode_image(image_bytes, channels=3, expand_animations=False), [None, None, 3]))
+
+
+def image_shape(image_bytes):
+    """``[height, width, 3]`` (int32) of encoded image bytes (JPEG header only; else decodes)."""
+    return tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.image.extract_jpeg_shape(image_bytes)[:2],
+        lambda: tf.shape(decode_image(image_bytes))[:2])
+
+
+def _sample_crop_window(shape_hw, bbox, seed):
+    """Stateless random crop window ``[y, x, h, w]`` (int32) as in the paper."""
+    if bbox is None:
+        bbox = tf.zeros([1, 0, 4], tf.float32)
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.concat([tf.cast(shape_hw, tf.int32), [3]], 0),
+        bounding_boxes=bbox,
+        seed=seed,
+        min_object_covered=MIN_OBJECT_COVERED,
+        aspect_ratio_range=ASPECT_RATIO_RANGE,
+        area_range=AREA_RANGE,
+        max_attempts=MAX_ATTEMPTS,
+        use_image_if_no_bounding_boxes=True)
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def decode_and_random_crop(image_bytes, bbox, seed, fused=True):
+    """Random-resized-crop window decode. ``fused=False`` decodes the whole image, then crops."""
+    seed = tf.convert_to_tensor(seed)
+
+    def _jpeg():
+        window = _sample_crop_window(tf.image.extract_jpeg_shape(image_bytes)[:2], bbox, seed)
+        if fused:
+            return tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+        image = tf.io.decode_jpeg(image_bytes, channels=3)
+        return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+    def _other():
+        image = tf.ensure_shape(
+            tf.io.decode_image(image_bytes, channels=3, expand_animations=False), [None, None, 3])
+        window = _sample_crop_window(tf.shape(image)[:2], bbox, seed)
+        return image[window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+
+    return tf.cond(tf.io.is_jpeg(image_bytes), _jpeg, _other)
+
+
+def preprocess_for_train(image_bytes, image_size, seed, bbox=None, fused=True):
+    """Crop + flip + resize. Returns float32 ``[S, S, 3]`` in 0..255 (not normalized).
+
+    ``seed``: stateless seed, shape ``[2]``; ``bbox``: float32 ``[1, num_boxes, 4]``
+    (ymin, xmin, ymax, xmax in [0, 1]) or None.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    image = decode_and_random_crop(image_bytes, bbox, seeds[0], fused=fused)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear")
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def aspect_preserving_resize(image, resize_min):
+    """Resizes so the short side is ``resize_min`` (sizes truncated as in the paper)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(resize_min, tf.float32) / tf.reduce_min(shape)
+    new_hw = tf.cast(shape * scale, tf.int32)
+    return tf.image.resize(image, new_hw, method="bilinear")
+
+
+def central_crop(image, crop_height, crop_width):
+    shape = tf.shape(image)
+    top = (shape[0] - crop_height) // 2
+    left = (shape[1] - crop_width) // 2
+    return tf.slice(image, [top, left, 0], [crop_height, crop_width, -1])
+
+
+def preprocess_for_eval(image_bytes, image_size, eval_preprocess="imagenet"):
+    """Decode, resize the short side, central crop. Returns float32 ``[S', S', 3]`` in 0..255.
+
+    ``S'`` is :func:`eval_image_size` ``(image_size, eval_preprocess)``. Works on a scalar string
+    tensor; map it over a batch of bytes for serving.
+    """
+    resize_min, crop = eval_sizes(image_size, eval_preprocess)
+    image = decode_image(image_bytes)
+    image = aspect_preserving_resize(image, resize_min)
+    image = central_crop(image, crop, crop)
+    return tf.ensure_shape(image, [crop, crop, 3])
+
+
+def normalize(images, normalization="mean"):
+    """Normalizes float images in 0..255 (any leading dims, channels last)."""
+    images = tf.cast(images, tf.float32)
+    if normalization == "mean":
+        return images - tf.constant(CHANNEL_MEANS, tf.float32)
+    if normalization == "mean_std":
+        return (images - tf.constant(IMAGENET_MEAN, tf.float32)) / tf.constant(IMAGENET_STD,
+                                                                               tf.float32)
+    raise ValueError(f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}")
+
+
+# --- cheap validity check (string ops only, never raises) -------------------------------------
+REASON_OK = 0
+REASON_UNKNOWN_FORMAT = 1
+REASON_TRUNCATED = 2
+REASON_EMPTY = 3
+REASONS = {
+    REASON_OK: "ok",
+    REASON_UNKNOWN_FORMAT: "not an image (unknown format)",
+    REASON_TRUNCATED: "truncated image (no end marker)",
+    REASON_EMPTY: "empty file",
+}
+_TAIL = 64
+
+
+def check_image_bytes(image_bytes):
+    """Returns an int32 reason code (0 = looks decodable) using only string ops.
+
+    Recognises JPEG, PNG, GIF, BMP and WebP by their magic bytes; a JPEG must hold its end
+    marker (FF D9) and a PNG its IEND chunk in the last 64 bytes, which catches truncated files.
+    Corruption that this cannot see is caught when decoding (see ``data.pipeline``).
+    """
+    n = tf.strings.length(image_bytes)
+    head = tf.io.decode_raw(tf.strings.substr(image_bytes + b"\0" * 12, 0, 12), tf.uint8)
+    tail_len = tf.minimum(n, _TAIL)
+    tail = tf.io.decode_raw(
+        tf.strings.substr(b"\0" * _TAIL + image_bytes, n, _TAIL), tf.uint8)
+    is_jpeg = (head[0] == 0xFF) & (head[1] == 0xD8) & (head[2] == 0xFF)
+    png_magic = tf.constant([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], tf.uint8)
+    is_png = tf.reduce_all(head[:8] == png_magic)
+    is_gif = tf.reduce_all(head[:4] == tf.constant([0x47, 0x49, 0x46, 0x38], tf.uint8))
+    is_bmp = (head[0] == 0x42) & (head[1] == 0x4D)
+    is_webp = (tf.reduce_all(head[:4] == tf.constant([0x52, 0x49, 0x46, 0x46], tf.uint8))
+               & tf.reduce_all(head[8:12] == tf.constant([0x57, 0x45, 0x42, 0x50], tf.uint8)))
+    del tail_len
+    jpeg_end = tf.reduce_any((tail[:-1] == 0xFF) & (tail[1:] == 0xD9))
+    iend = tf.constant([0x49, 0x45, 0x4E, 0x44], tf.uint8)
+    windows = tf.stack([tail[i:_TAIL - 3 + i] for i in range(4)], axis=1)
+    png_end = tf.reduce_any(tf.reduce_all(windows == iend, axis=1))
+    known = is_jpeg | is_png | is_gif | is_bmp | is_webp
+    truncated = (is_jpeg & ~jpeg_end) | (is_png & ~png_end)
+    return tf.where(
+        n == 0, REASON_EMPTY,
+        tf.where(~known, REASON_UNKNOWN_FORMAT,
+                 tf.where(truncated, REASON_TRUNCATED, REASON_OK)))

@@ -1,0 +1,408 @@
+"""Data sources: find splits, classes and records, and read record bytes by index.
+
+Kinds (see docs/DATA.md):
+
+* ``"tfrecord"``: a directory of ImageNet-format shards ``<split>-NNNNN-of-NNNNN``
+  (``train-*``, ``validation-*``), optionally with ``classes.csv`` (written by
+  ``data.build_tfrecords``). Records are indexed once (offset scan, no parsing), so they can be
+  read in any order.
+* ``"zip"``: one zip file with members ``<split>/<class>/<image>``.
+* ``"zipdir"``: a directory holding one zip per split (``train.zip``, ``val.zip``), members
+  ``<split>/<class>/<image>`` (or ``<class>/<image>``); this is how ``../shared/data`` is stored.
+* ``"dir"``: an image directory ``<split>/<class>/<image>``.
+* ``"tfds"``: ``"tfds:NAME[/CONFIG][:VERSION]"``, read with tensorflow_datasets (never downloads).
+
+Class names are the sorted union of the class folders of all splits (ImageFolder order).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import re
+import struct
+import threading
+import zipfile
+from typing import Optional
+
+import numpy as np
+
+EVAL_SPLITS = ("validation", "val", "test")
+_SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """What a source holds. ``split_sizes`` maps split name to number of records."""
+    kind: str
+    class_names: Optional[tuple]
+    num_classes: Optional[int]
+    split_sizes: dict
+    location: str = ""
+
+
+@dataclasses.dataclass
+class RecordTable:
+    """The records of one split, addressable by index.
+
+    ``paths[i]`` (``kind="file"``) or ``(file_ids[i], offsets[i], lengths[i])`` into ``files``
+    (``kind="range"``: stored zip members and TFRecord payloads) or zip member names
+    (``kind="zipmember"``, compressed members). ``labels`` is None for TFRecords (parsed).
+    """
+    kind: str
+    names: list
+    labels: Optional[np.ndarray]
+    files: list = dataclasses.field(default_factory=list)
+    file_ids: Optional[np.ndarray] = None
+    offsets: Optional[np.ndarray] = None
+    lengths: Optional[np.ndarray] = None
+    paths: Optional[list] = None
+    tfrecord: bool = False
+    skipped_at_listing: list = dataclasses.field(default_factory=list)
+
+    def __len__(self):
+        return len(self.names)
+
+
+def parse_tfds_name(source: str):
+    """``"tfds:imagenette/320px:1.0.0"`` -> ``("imagenette/320px", "1.0.0")``."""
+    if not isinstance(source, str) or not source.startswith("tfds:"):
+        raise ValueError(f"not a TFDS source name: {source!r}")
+    rest = source[len("tfds:"):].strip()
+    version = None
+    if ":" in rest:
+        rest, version = rest.split(":", 1)
+    if not rest or not re.match(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_.\-]+)?$", rest):
+        raise ValueError(f"invalid TFDS name in {source!r}: expected 'tfds:NAME[/CONFIG][:VERSION]'")
+    return rest, version
+
+
+def _is_hidden(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def source_kind(source) -> str:
+    if isinstance(source, str) and source.startswith("tfds:"):
+        return "tfds"
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data source not found: {path}")
+    if os.path.isfile(path):
+        if zipfile.is_zipfile(path):
+            return "zip"
+        raise ValueError(f"data source {path} is a file but not a zip archive")
+    entries = os.listdir(path)
+    if any(_SHARD_RE.match(e) for e in entries):
+        return "tfrecord"
+    if any(e.endswith(".zip") and os.path.isfile(os.path.join(path, e)) for e in entries):
+        return "zipdir"
+    return "dir"
+
+
+# ---------------------------------------------------------------------------------------------
+# listing
+def _zip_members(zpath):
+    with zipfile.ZipFile(zpath) as z:
+        return [info for info in z.infolist() if not info.is_dir()]
+
+
+def _split_of_member(name: str, default_split: Optional[str]):
+    """Returns (split, class, file) or None for members not in a class folder."""
+    parts = [p for p in name.split("/") if p]
+    if any(_is_hidden(p) for p in parts):
+        return "hidden"
+    if default_split is not None:
+        # zip named after its split: <split>/<class>/<f> or <class>/<f>
+        if len(parts) >= 3 and parts[0] == default_split:
+            return default_split, parts[1], "/".join(parts[2:])
+        if len(parts) == 2:
+            return default_split, parts[0], parts[1]
+        return None
+    if len(parts) >= 3:
+        return parts[0], parts[1], "/".join(parts[2:])
+    return None
+
+
+def _zip_index(zpath, default_split=None):
+    """{split: [(class, member ZipInfo)]}, plus members outside class folders."""
+    out, stray = {}, []
+    for info in _zip_members(zpath):
+        r = _split_of_member(info.filename, default_split)
+        if r == "hidden":
+            continue
+        if r is None:
+            stray.append(info.filename)
+            continue
+        out.setdefault(r[0], []).append((r[1], info))
+    return out, stray
+
+
+def _dir_index(root):
+    out = {}
+    for split in sorted(os.listdir(root)):
+        sp = os.path.join(root, split)
+        if _is_hidden(split) or not os.path.isdir(sp):
+            continue
+        items = []
+        for cls in sorted(os.listdir(sp)):
+            cp = os.path.join(sp, cls)
+            if _is_hidden(cls) or not os.path.isdir(cp):
+                continue
+            for dirpath, dirnames, filenames in os.walk(cp):
+                dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+                for f in sorted(filenames):
+                    if not _is_hidden(f):
+                        items.append((cls, os.path.join(dirpath, f)))
+        if items:
+            out[split] = items
+    return out
+
+
+def _tfrecord_shards(root):
+    shards = {}
+    for e in sorted(os.listdir(root)):
+        m = _SHARD_RE.match(e)
+        if m:
+            shards.setdefault(m.group("split"), []).append(os.path.join(root, e))
+    return shards
+
+
+def scan_tfrecord(path):
+    """Offsets and lengths of the payloads of an uncompressed TFRecord file (no parsing)."""
+    offsets, lengths = [], []
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        pos = 0
+        while pos < size:
+            head = f.read(12)
+            if len(head) < 12:
+                raise ValueError(f"{path}: truncated TFRecord header at byte {pos}")
+            (n,) = struct.unpack("<Q", head[:8])
+            if pos + 12 + n + 4 > size:
+                raise ValueError(f"{path}: truncated TFRecord (record at byte {pos} needs "
+                                 f"{n} bytes); is it GZIP-compressed? Only plain TFRecords "
+                                 "are supported")
+            offsets.append(pos + 12)
+            lengths.append(n)
+            pos += 12 + n + 4
+            f.seek(pos)
+    return offsets, lengths
+
+
+def _read_classes_csv(path):
+    """classes.csv with a header containing ``index`` and a name column."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "index" not in rows[0]:
+        return None
+    key = next((k for k in ("name", "folder", "wnid", "class") if k in rows[0]), None)
+    if key is None:
+        return None
+    rows.sort(key=lambda r: int(r["index"]))
+    return tuple(r[key] for r in rows)
+
+
+_INFO_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+def _cache_key(path):
+    try:
+        st = os.stat(path)
+        return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None
+
+
+def _tfds_builder(name, version):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("TFDS sources need tensorflow_datasets installed") from e
+    data_dir = os.environ.get("TFDS_DATA_DIR")
+    full = name + (f":{version}" if version else "")
+    try:
+        builder = tfds.builder(full, data_dir=data_dir)
+    except Exception as e:  # unknown name / config
+        raise ValueError(f"TFDS dataset {full!r} is not known to tensorflow_datasets: {e}") from e
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"TFDS dataset {full!r} is not prepared in {builder.data_dir!r} (data_dir "
+            f"{data_dir or '~/tensorflow_datasets'}); this project never downloads. Prepare it "
+            "with `tfds build` or set TFDS_DATA_DIR to where it is.")
+    return builder
+
+
+def inspect_source(source) -> SourceInfo:
+    """Kind, class names, number of classes and split sizes of a source (cheap: no decoding)."""
+    kind = source_kind(source)
+    if kind == "tfds":
+        name, version = parse_tfds_name(source)
+        builder = _tfds_builder(name, version)
+        label = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
+        names = tuple(label.names) if label is not None and hasattr(label, "names") else None
+        sizes = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
+        return SourceInfo("tfds", names, len(names) if names else None, sizes, source)
+    path = os.fspath(source)
+    key = _cache_key(path)
+    with _LOCK:
+        if key in _INFO_CACHE:
+            return _INFO_CACHE[key][0]
+    tables = _list_all(path, kind)
+    if kind == "tfrecord":
+        csv_path = os.path.join(path, "classes.csv")
+        names = _read_classes_csv(csv_path) if os.path.exists(csv_path) else None
+    else:
+        names = tuple(sorted({c for t in tables.values() for c in t["classes"]}))
+    sizes = {s: len(t["items"]) for s, t in tables.items()}
+    info = SourceInfo(kind, names, len(names) if names else None, sizes, os.path.abspath(path))
+    with _LOCK:
+        _INFO_CACHE[key] = (info, tables)
+    return info
+
+
+def _list_all(path, kind):
+    """{split: {"classes": set, "items": [...], "stray": [...]}} for file-based kinds."""
+    out = {}
+    if kind == "zip":
+        idx, stray = _zip_index(path)
+        for s, items in idx.items():
+            out[s] = {"classes": {c for c, _ in items}, "items": [(path, c, i) for c, i in items],
+                      "stray": []}
+        if stray:
+            out.setdefault("_stray", {"classes": set(), "items": [], "stray": stray})
+    elif kind == "zipdir":
+        for e in sorted(os.listdir(path)):
+            if e.endswith(".zip") and not _is_hidden(e):
+                split = e[:-4]
+                zp = os.path.join(path, e)
+                idx, stray = _zip_index(zp, default_split=split)
+                items = idx.get(split, [])
+                out[split] = {"classes": {c for c, _ in items},
+                              "items": [(zp, c, i) for c, i in items], "stray": stray}
+    elif kind == "dir":
+        for s, items in _dir_index(path).items():
+            out[s] = {"classes": {c for c, _ in items}, "items": items, "stray": []}
+    elif kind == "tfrecord":
+        for s, files in _tfrecord_shards(path).items():
+            out[s] = {"classes": set(), "items": files, "stray": []}
+    out.pop("_stray", None)
+    return out
+
+
+def resolve_eval_split(source) -> str:
+    """The first of ``validation``, ``val``, ``test`` that the source has."""
+    info = inspect_source(source)
+    for s in EVAL_SPLITS:
+        if info.split_sizes.get(s):
+            return s
+    raise ValueError(f"source {source} has no evaluation split (looked for {EVAL_SPLITS}); "
+                     f"splits: {sorted(info.split_sizes)}")
+
+
+def _local_data_offset(f, info: zipfile.ZipInfo) -> int:
+    f.seek(info.header_offset)
+    head = f.read(30)
+    if head[:4] != b"PK\x03\x04":
+        raise ValueError(f"bad zip local header for {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def record_table(source, split: str) -> RecordTable:
+    """The records of ``split``; raises before any work if the split is missing or empty."""
+    info = inspect_source(source)
+    if split not in info.split_sizes:
+        raise ValueError(f"split {split!r} not found in {source}; splits: "
+                         f"{sorted(info.split_sizes) or 'none'}")
+    if info.split_sizes[split] == 0:
+        raise ValueError(f"split {split!r} of {source} is empty")
+    path = os.fspath(source)
+    with _LOCK:
+        tables = _INFO_CACHE[_cache_key(path)][1]
+    entry = tables[split]
+    if info.kind == "dir":
+        cls_index = {c: i for i, c in enumerate(info.class_names)}
+        items = entry["items"]
+        return RecordTable("file", names=[os.path.relpath(p, path) for _, p in items],
+                           labels=np.array([cls_index[c] for c, _ in items], np.int64),
+                           paths=[p for _, p in items])
+    if info.kind in ("zip", "zipdir"):
+        cls_index = {c: i for i, c in enumerate(info.class_names)}
+        items = entry["items"]
+        files = sorted({zp for zp, _, _ in items})
+        fid = {f: i for i, f in enumerate(files)}
+        handles = {f: open(f, "rb") for f in files}
+        try:
+            stored = all(i.compress_type == zipfile.ZIP_STORED for _, _, i in items)
+            offsets = ([_local_data_offset(handles[zp], i) for zp, _, i in items]
+                       if stored else [0] * len(items))
+        finally:
+            for h in handles.values():
+                h.close()
+        names = [(os.path.basename(zp) + ":" + i.filename) if info.kind == "zipdir"
+                 else i.filename for zp, _, i in items]
+        return RecordTable(
+            "range" if stored else "zipmember", names=names,
+            labels=np.array([cls_index[c] for _, c, _ in items], np.int64), files=files,
+            file_ids=np.array([fid[zp] for zp, _, _ in items], np.int64),
+            offsets=np.array(offsets, np.int64),
+            lengths=np.array([i.file_size for _, _, i in items], np.int64),
+            paths=[i.filename for _, _, i in items],
+            skipped_at_listing=[(s, "not inside a <class>/ folder") for s in entry["stray"]])
+    if info.kind == "tfrecord":
+        files = entry["items"]
+        names, fids, offs, lens = [], [], [], []
+        for k, f in enumerate(files):
+            o, n = scan_tfrecord(f)
+            base = os.path.basename(f)
+            names.extend(f"{base}[{j}]" for j in range(len(o)))
+            fids.extend([k] * len(o))
+            offs.extend(o)
+            lens.extend(n)
+        if not names:
+            raise ValueError(f"split {split!r} of {source} is empty (no records in {len(files)} "
+                             "shards)")
+        return RecordTable("range", names=names, labels=None, files=list(files),
+                           file_ids=np.array(fids, np.int64), offsets=np.array(offs, np.int64),
+                           lengths=np.array(lens, np.int64), tfrecord=True)
+    raise ValueError(f"record_table does not handle kind {info.kind!r}")
+
+
+class ByteReader:
+    """Reads record bytes by (file id, offset, length) with ``os.pread`` (thread-safe)."""
+
+    def __init__(self, files, member_names=None):
+        self.files = list(files)
+        self.member_names = member_names
+        self._fds = None
+        self._local = threading.local()
+
+    def _fd(self, i):
+        if self._fds is None:
+            with _LOCK:
+                if self._fds is None:
+                    self._fds = [os.open(f, os.O_RDONLY) for f in self.files]
+        return self._fds[i]
+
+    def read_range(self, fid, offset, length):
+        data = os.pread(self._fd(int(fid)), int(length), int(offset))
+        if len(data) != int(length):
+            raise IOError(f"short read from {self.files[int(fid)]} at {int(offset)}")
+        return data
+
+    def read_member(self, fid, index):
+        zs = getattr(self._local, "zips", None)
+        if zs is None:
+            zs = self._local.zips = {}
+        fid = int(fid)
+        if fid not in zs:
+            zs[fid] = zipfile.ZipFile(self.files[fid])
+        return zs[fid].read(self.member_names[int(index)])
+
+    def __del__(self):
+        for fd in self._fds or []:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
