@@ -21,7 +21,9 @@ two branches, 3x3 conv with dilation ``dilation_rate`` and 3x3 conv with dilatio
 ``2 * dilation_rate`` (the "5x5"), each grouped (``groups``) + BN + ReLU, then the same fuse /
 select. SKNet uses ``groups=32``, ``ratio=16``, ``min_dim=32``; pass them explicitly.
 
-Deviations: NHWC only. BN defaults ``momentum=0.997, epsilon=1e-5`` match the official
+Deviations: NHWC only. ``keras.layers.Conv2D`` does not allow ``strides > 1`` together with
+``dilation_rate > 1``; such a branch runs its conv at stride 1 and keeps every
+``strides``-th row / column (identical output, more compute). BN defaults ``momentum=0.997, epsilon=1e-5`` match the official
 code (its flag default and ``batch_norm``). The attention softmax is computed in the layer's
 compute dtype as in the official code's fp16 path.
 """
@@ -81,8 +83,6 @@ class SelectiveKernel(keras.layers.Layer):
                              f"filters={filters!r}")
         if int(dilation_rate) < 1:
             raise ValueError(f"dilation_rate must be >= 1, got dilation_rate={dilation_rate!r}")
-        if int(strides) > 1 and int(dilation_rate) > 1:
-            raise ValueError("strides > 1 together with dilation_rate > 1 is not supported")
         self.filters = int(filters)
         self.strides = int(strides)
         self.ratio = ratio
@@ -100,6 +100,10 @@ class SelectiveKernel(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
         def conv(filters, kernel_size, name, strides=1, dilation_rate=1, groups=1):
+            if dilation_rate > 1:
+                # keras Conv2D refuses strides > 1 with dilation > 1: run it at stride 1 and
+                # subsample in call() (same result, see _branches).
+                strides = 1
             return keras.layers.Conv2D(
                 filters, kernel_size, strides=strides, padding="valid",
                 dilation_rate=dilation_rate, groups=groups, use_bias=False,
@@ -147,7 +151,7 @@ class SelectiveKernel(keras.layers.Layer):
         for (conv, bn), dil in zip(self._branch_layers(), self.branch_dilations):
             padded = (b, None if h is None else h + 2 * dil, None if w is None else w + 2 * dil, c)
             conv.build(padded)
-            bn.build(conv.compute_output_shape(padded))
+            bn.build((b, self._out_size(h), self._out_size(w), conv.filters))
         self.sk_fc1.build((b, 1, 1, self.filters))
         self.sk_fc1_bn.build((b, 1, 1, self.fuse_dim))
         self.sk_fc2.build((b, 1, 1, self.fuse_dim))
@@ -170,7 +174,10 @@ class SelectiveKernel(keras.layers.Layer):
         feats = []
         for (conv, bn), dil in zip(self._branch_layers(), self.branch_dilations):
             x = ops.pad(inputs, [[0, 0], [dil, dil], [dil, dil], [0, 0]])
-            x = ops.relu(bn(conv(x), training=training))
+            x = conv(x)
+            if dil > 1 and self.strides > 1:
+                x = x[:, ::self.strides, ::self.strides, :]
+            x = ops.relu(bn(x, training=training))
             feats.append(x)
         if self.variant == "code":
             feats = [feats[0][..., :self.filters], feats[0][..., self.filters:]]
