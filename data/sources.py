@@ -254,7 +254,8 @@ def inspect_source(source) -> SourceInfo:
         names = _read_classes_csv(csv_path) if os.path.exists(csv_path) else None
     else:
         names = tuple(sorted({c for t in tables.values() for c in t["classes"]}))
-    sizes = {s: len(t["items"]) for s, t in tables.items()}
+    sizes = {s: (sum(len(o) for o, _ in t["scans"]) if "scans" in t else len(t["items"]))
+             for s, t in tables.items()}
     info = SourceInfo(kind, names, len(names) if names else None, sizes, os.path.abspath(path))
     with _LOCK:
         _INFO_CACHE[key] = (info, tables)
@@ -269,8 +270,8 @@ def _list_all(path, kind):
         for s, items in idx.items():
             out[s] = {"classes": {c for c, _ in items}, "items": [(path, c, i) for c, i in items],
                       "stray": []}
-        if stray:
-            out.setdefault("_stray", {"classes": set(), "items": [], "stray": stray})
+        for s in idx:
+            out[s]["stray"] = [n for n in stray if n.split("/")[0] == s]
     elif kind == "zipdir":
         for e in sorted(os.listdir(path)):
             if e.endswith(".zip") and not _is_hidden(e):
@@ -285,8 +286,8 @@ def _list_all(path, kind):
             out[s] = {"classes": {c for c, _ in items}, "items": items, "stray": []}
     elif kind == "tfrecord":
         for s, files in _tfrecord_shards(path).items():
-            out[s] = {"classes": set(), "items": files, "stray": []}
-    out.pop("_stray", None)
+            out[s] = {"classes": set(), "items": files, "stray": [],
+                      "scans": [scan_tfrecord(f) for f in files]}
     return out
 
 
@@ -353,8 +354,7 @@ def record_table(source, split: str) -> RecordTable:
     if info.kind == "tfrecord":
         files = entry["items"]
         names, fids, offs, lens = [], [], [], []
-        for k, f in enumerate(files):
-            o, n = scan_tfrecord(f)
+        for k, (f, (o, n)) in enumerate(zip(files, entry["scans"])):
             base = os.path.basename(f)
             names.extend(f"{base}[{j}]" for j in range(len(o)))
             fids.extend([k] * len(o))
