@@ -1,0 +1,98 @@
+"""absl flag definitions shared by the programs, grouped by component.
+
+Every flag maps to one field of ``official.config.RunConfig`` (see ``FLAG_TO_FIELD``);
+flags default to ``None`` ("not given"), so a recipe flag file or the command line
+overrides the dataclass default only for the flags actually given. Program-only flags
+(not stored in the run config) are listed in ``RUNTIME_ONLY``.
+
+    from flags import define_all, build_run_config
+    define_all()
+    ...
+    config = build_run_config(absl.flags.FLAGS)
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from flags import (data as _data, distribution as _distribution, model as _model,
+                   optimization as _optimization, regularization as _regularization,
+                   runtime as _runtime)
+
+_GROUPS = (_model, _data, _optimization, _regularization, _distribution, _runtime)
+
+FLAG_TO_FIELD: Dict[str, str] = {}
+for _g in _GROUPS:
+    FLAG_TO_FIELD.update(_g.FIELDS)
+
+RUNTIME_ONLY = tuple(_runtime.RUNTIME_ONLY)
+
+_defined = False
+
+
+def define_all() -> None:
+    """Defines every flag once (idempotent)."""
+    global _defined
+    if _defined:
+        return
+    for g in _GROUPS:
+        g.define()
+    _defined = True
+
+
+def _convert(flag_name: str, value: Any) -> Any:
+    if flag_name == "model_overrides":
+        return parse_overrides(value)
+    if flag_name in ("piecewise_boundaries", "piecewise_rates", "drop_block_keep_prob"):
+        return [float(v) for v in value]
+    if flag_name == "eval_split" and value in ("", "auto"):
+        return None
+    return value
+
+
+def parse_overrides(text) -> Dict[str, Any]:
+    """``--model_overrides`` as JSON (``{"width": 0.25}``) or ``k=v,k=v`` (values JSON-decoded)."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return text
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--model_overrides is not valid JSON: {e}") from e
+    out = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"--model_overrides entry {part!r} is not key=value")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def build_run_config(flag_values, base=None):
+    """RunConfig from defaults (or ``base``) overridden by every flag that was given."""
+    from official.config import RunConfig
+    config = base if base is not None else RunConfig()
+    d = config.to_dict()
+    for flag_name, field in FLAG_TO_FIELD.items():
+        value = flag_values[flag_name].value
+        if value is None:
+            continue
+        value = _convert(flag_name, value)
+        if field == "model.overrides":
+            merged = dict(d["model"]["overrides"])
+            merged.update(value)
+            value = merged
+        section, _, name = field.partition(".")
+        if section == "recipe":
+            d["recipe"] = value
+        else:
+            d[section][name] = value
+    return RunConfig.from_dict(d)

@@ -1,0 +1,29 @@
+"""Data flags (-> ``RunConfig.data``)."""
+from absl import flags
+
+FIELDS = {
+    "data": "data.source",
+    "train_split": "data.train_split",
+    "eval_split": "data.eval_split",
+    "autoaugment": "data.autoaugment",
+    "randaugment": "data.randaugment",
+    "normalization": "data.normalization",
+    "eval_preprocess": "data.eval_preprocess",
+    "label_offset": "data.label_offset",
+    "data_seed": "data.seed",
+    "eval_batch_size": "data.eval_batch_size",
+}
+
+
+def define():
+    flags.DEFINE_string("data", None, "Any source data.build_dataset accepts (zip/image folder, "
+                        "TFRecords, tfds:NAME); under the JAX backend without TensorFlow: npz:FILE.")
+    flags.DEFINE_string("train_split", None, "Training split (default 'train').")
+    flags.DEFINE_string("eval_split", None, "Eval split (default: first of validation/val/test).")
+    flags.DEFINE_string("autoaugment", None, "AutoAugment policy name (e.g. 'imagenet'), default none.")
+    flags.DEFINE_string("randaugment", None, "RandAugment spec, default none.")
+    flags.DEFINE_string("normalization", None, "Image normalization (default 'mean').")
+    flags.DEFINE_string("eval_preprocess", None, "Eval preprocessing (default 'imagenet').")
+    flags.DEFINE_integer("label_offset", None, "Added to labels (default 0).")
+    flags.DEFINE_integer("data_seed", None, "Seed of shuffling/augmentation (default 0).")
+    flags.DEFINE_integer("eval_batch_size", None, "Eval batch (default: the training batch).")

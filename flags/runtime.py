@@ -1,0 +1,36 @@
+"""Runtime flags (-> ``RunConfig.runtime``, plus program-only flags in ``RUNTIME_ONLY``)."""
+from absl import flags
+
+FIELDS = {
+    "model_dir": "runtime.model_dir",
+    "init_checkpoint": "runtime.init_checkpoint",
+    "checkpoint_every_steps": "runtime.checkpoint_every_steps",
+    "keep_checkpoints": "runtime.keep_checkpoints",
+    "eval_every_epochs": "runtime.eval_every_epochs",
+    "eval_steps": "runtime.eval_steps",
+    "log_every_steps": "runtime.log_every_steps",
+    "seed": "runtime.seed",
+    "deterministic": "runtime.deterministic",
+    "tensorboard": "runtime.tensorboard",
+    "progress_bar": "runtime.progress_bar",
+}
+RUNTIME_ONLY = ("stop_after_steps", "dump_final_weights")
+
+
+def define():
+    flags.DEFINE_string("model_dir", None, "Run directory: run_config.json, checkpoints, TensorBoard.")
+    flags.DEFINE_string("init_checkpoint", None,
+                        "Warm start (fine-tuning): a run dir, checkpoint dir or .weights.h5; all but the head.")
+    flags.DEFINE_integer("checkpoint_every_steps", None, "Checkpoint period in steps (plus every epoch end).")
+    flags.DEFINE_integer("keep_checkpoints", None, "Keep the last K checkpoints (plus the best).")
+    flags.DEFINE_float("eval_every_epochs", None, "Evaluate every N epochs (and at the end); 0 = only at the end.")
+    flags.DEFINE_integer("eval_steps", None, "Eval batches (default: the whole split).")
+    flags.DEFINE_integer("log_every_steps", None, "TensorBoard/console scalar period.")
+    flags.DEFINE_integer("seed", None, "Seed of initialization and in-step randomness (default 0).")
+    flags.DEFINE_boolean("deterministic", None, "tf.config.experimental.enable_op_determinism().")
+    flags.DEFINE_boolean("tensorboard", None, "Write TensorBoard scalars (TensorFlow path).")
+    flags.DEFINE_boolean("progress_bar", None, "Console progress bar with ETA.")
+    # Program-only (not part of the run config):
+    flags.DEFINE_integer("stop_after_steps", None, "Stop (with a checkpoint) after this many steps of THIS "
+                         "invocation, without changing the schedule (tests, preemptible jobs).")
+    flags.DEFINE_string("dump_final_weights", None, "Write the final model weights to this .npz (tests).")

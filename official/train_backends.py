@@ -1,0 +1,454 @@
+"""The only backend-specific part of the trainer (``official.train``).
+
+``TFBackend``: a custom loop (``strategy.run`` inside ``tf.function``) under any
+``tf.distribute`` strategy. Keras ``fit`` is not used because it fails under a two-worker
+``MultiWorkerMirroredStrategy`` (keras-team/keras issue 20585). Inputs come from
+``data.build_dataset`` (tf.data) with the GLOBAL batch; ``experimental_distribute_dataset``
+splits every global batch over the replicas (data auto-sharding, so with several workers
+every worker decodes the global batch and keeps its slice: the global batch at step ``n`` is
+the same as for a single worker, which is what makes runs comparable and resumable).
+
+``JaxBackend``: one device, a jitted stateless step (``model.stateless_call`` +
+``optimizer.stateless_apply``). It needs no TensorFlow for the model and the loss; the input
+is ``data.build_dataset`` converted to NumPy when TensorFlow is importable, else an
+``npz:FILE`` source (arrays ``x_train, y_train, x_eval, y_eval``, already preprocessed
+float32 NHWC images; shuffled by a seeded permutation per epoch; no augmentation) --
+``tf.data`` cannot run on a machine without TensorFlow.
+
+Both backends expose: ``scope()``, ``num_replicas``, ``is_chief``, ``train_batches(start)``,
+``eval_batches()``, ``make_train_step(...)`` returning ``step(batch, step_index) -> dict of
+floats``, ``evaluate(model) -> (top1, top5, n)``, ``sync_to_variables()`` and ``summary(...)``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+import keras
+from keras import ops
+
+from official import losses as losses_lib
+
+
+def _per_replica_targets(cfg, images, labels, teacher, seed):
+    """Soft targets (label smoothing / mixing) for one replica's batch; ``keras.ops`` only."""
+    reg = cfg.regularization
+    k = cfg.model.num_classes
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    if reg.mixing == "none":
+        targets = losses_lib.smooth_labels(ops.one_hot(labels, k), reg.label_smoothing)
+        return images, targets, teacher
+    from data import mixing
+    return mixing.mix_batch(images, labels, num_classes=k, method=reg.mixing, alpha=reg.mixing_alpha,
+                            per_sample=reg.mixing_per_sample, form=reg.mixing_form,
+                            label_smoothing=reg.label_smoothing, teacher_logits=teacher, seed=seed)
+
+
+def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,
+               training=True, decayed=None, call=None):
+    """Everything the train step computes, as per-example tensors plus scalars.
+
+    Returns a dict: ``logits``, ``targets``, ``teacher_logits`` (after mixing / from the
+    online teacher on the same mixed view), ``ce``, ``kd``, ``per_example`` (ce + w*kd) and
+    ``l2`` (``sum(w^2)/2`` over the decayed variables, before multiplying by wd).
+    """
+    images, targets, teacher_logits = _per_replica_targets(cfg, images, labels, teacher_logits, seed)
+    if teacher_model is not None:
+        teacher_logits = ops.stop_gradient(ops.cast(teacher_model(images, training=False), "float32"))
+    logits = call(images) if call is not None else model(images, training=training)
+    reg = cfg.regularization
+    per_example, ce, kd = losses_lib.classification_loss(
+        targets, logits, teacher_logits if reg.distillation != "none" else None,
+        distillation_weight=reg.distillation_weight, temperature=reg.distillation_temperature)
+    l2 = losses_lib.l2_loss(decayed if decayed is not None else losses_lib.decayed_variables(model))
+    return dict(logits=logits, targets=targets, teacher_logits=teacher_logits, ce=ce, kd=kd,
+                per_example=per_example, l2=l2)
+
+
+def _split_labels(labels):
+    if isinstance(labels, dict):
+        return labels["label"], labels.get("teacher_logits")
+    return labels, None
+
+
+# ============================================================================ TensorFlow
+class TFBackend:
+    name = "tensorflow"
+
+    def __init__(self, cfg):
+        import tensorflow as tf
+        self.tf = tf
+        self.cfg = cfg
+        self.strategy = make_strategy(cfg.distribution)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        task_type = getattr(resolver, "task_type", None) if resolver else None
+        task_id = getattr(resolver, "task_id", None) if resolver else None
+        self.is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
+                                                          "chief" not in (resolver.cluster_spec().as_dict() if resolver else {}))
+        self.task = f"{task_type}-{task_id}" if task_type else "local"
+        self._writers = {}
+
+    def scope(self):
+        return self.strategy.scope()
+
+    # ---- data -------------------------------------------------------------------------
+    def _dataset(self, split, training, batch_size, start_batch=0):
+        import data
+        c = self.cfg
+        ds = data.build_dataset(
+            c.data.source, split, training=training, batch_size=batch_size,
+            image_size=c.model.image_size, autoaugment=c.data.autoaugment if training else None,
+            randaugment=c.data.randaugment if training else None, seed=c.data.seed,
+            num_classes=c.model.num_classes, label_offset=c.data.label_offset,
+            eval_preprocess=c.data.eval_preprocess, normalization=c.data.normalization,
+            teacher_logits=(training and c.regularization.distillation == "offline"),
+            start_batch=start_batch)
+        options = self.tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = self.tf.data.experimental.AutoShardPolicy.DATA
+        return ds.with_options(options)
+
+    def train_batches(self, start_batch):
+        ds = self._dataset(self.cfg.data.train_split, True, self.cfg.optimization.batch_size, start_batch)
+        return iter(self.strategy.experimental_distribute_dataset(ds))
+
+    def eval_batches(self):
+        c = self.cfg
+        ds = self._dataset(c.data.eval_split, False, c.data.eval_batch_size or c.optimization.batch_size)
+        if c.runtime.eval_steps:
+            ds = ds.take(c.runtime.eval_steps)
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    # ---- steps ------------------------------------------------------------------------
+    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None):
+        tf, cfg, strategy = self.tf, self.cfg, self.strategy
+        global_batch = float(cfg.optimization.batch_size)
+        n_rep = float(self.num_replicas)
+        wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
+        decayed = losses_lib.decayed_variables(model)
+        tvars = model.trainable_variables
+        ema_decay = cfg.optimization.ema_decay
+        base_seed = int(cfg.runtime.seed)
+
+        def replica_fn(images, labels, step):
+            labels, teacher = _split_labels(labels)
+            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+            seed = tf.stack([tf.cast(base_seed + 7919 * rid, tf.int32), tf.cast(step, tf.int32)])
+            with tf.GradientTape() as tape:
+                t = loss_terms(cfg, model, images, labels, teacher, teacher_model, seed, decayed=decayed)
+                loss = tf.reduce_sum(t["per_example"]) / global_batch
+                if wd:
+                    loss += wd * t["l2"] / n_rep
+                if model.losses:
+                    loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / n_rep
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, tvars)
+            optimizer.apply(grads, tvars)
+            if ema_vars is not None:
+                for e, w in zip(ema_vars, tvars):
+                    e.assign(ema_decay * e + (1.0 - ema_decay) * tf.cast(w, e.dtype))
+            labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(t["logits"], -1), labels), tf.float32))
+            return dict(loss=loss,  # this replica's share; the SUM over replicas is the loss
+                        ce=tf.reduce_sum(t["ce"]) / global_batch, kd=tf.reduce_sum(t["kd"]) / global_batch,
+                        l2=t["l2"] / n_rep, correct=correct, count=tf.cast(tf.shape(labels)[0], tf.float32))
+
+        if cfg.optimization.jit_compile:
+            replica_fn_c = tf.function(replica_fn, jit_compile=True)
+        else:
+            replica_fn_c = replica_fn
+
+        @tf.function
+        def dist_step(iterator, step):
+            images, labels = next(iterator)
+            out = strategy.run(replica_fn_c, args=(images, labels, step))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
+
+        def step_fn(iterator, step):
+            out = dist_step(iterator, tf.constant(step, tf.int64))
+            out = {k: float(v.numpy()) for k, v in out.items()}
+            out["top1"] = out.pop("correct") / max(out.pop("count"), 1.0)
+            return out
+        self._loss_terms = loss_terms
+        return step_fn
+
+    def evaluate(self, model):
+        tf, strategy = self.tf, self.strategy
+
+        @tf.function
+        def ev(images, labels):
+            def fn(images, labels):
+                labels, _ = _split_labels(labels)
+                logits = model(images, training=False)
+                labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+                top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), 1), tf.float32))
+                k5 = min(5, int(logits.shape[-1]))
+                top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), k5), tf.float32))
+                return top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
+            out = strategy.run(fn, args=(images, labels))
+            return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
+
+        tot = np.zeros(3)
+        for images, labels in self.eval_batches():
+            tot += np.array([float(v.numpy()) for v in ev(images, labels)])
+        n = max(tot[2], 1.0)
+        return tot[0] / n, tot[1] / n, int(tot[2])
+
+    def sync_to_variables(self):
+        pass
+
+    def set_drop_block(self, model, keep_prob):
+        import models
+        models.set_drop_block_keep_prob(model, keep_prob)
+
+    # ---- summaries --------------------------------------------------------------------
+    def summary(self, kind, scalars: Dict[str, float], step: int):
+        if not self.cfg.runtime.tensorboard:
+            return
+        tf = self.tf
+        if kind not in self._writers:
+            if self.is_chief:
+                self._writers[kind] = tf.summary.create_file_writer(os.path.join(self.cfg.runtime.model_dir, kind))
+            else:
+                self._writers[kind] = tf.summary.create_noop_writer()
+        with self._writers[kind].as_default():
+            for k, v in scalars.items():
+                _tf_scalar(tf, k, float(v), step)
+
+    def close(self):
+        for w in self._writers.values():
+            w.flush()
+
+
+def _tf_scalar(tf, name, value, step):
+    """``tf.summary.scalar`` without the ``tensorboard`` package (not a TF 2.21 dependency):
+    the same event record, written with the low-level ``tf.summary.write``."""
+    from tensorflow.core.framework import summary_pb2
+    md = summary_pb2.SummaryMetadata()
+    md.plugin_data.plugin_name = "scalars"
+    md.plugin_data.content = b""
+    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=md.SerializeToString())
+
+
+def make_strategy(dist):
+    import tensorflow as tf
+    kind = dist.strategy
+    if kind == "off":
+        return tf.distribute.get_strategy()
+    if kind == "one_device":
+        dev = "/gpu:0" if dist.num_gpus > 0 and tf.config.list_physical_devices("GPU") else "/cpu:0"
+        return tf.distribute.OneDeviceStrategy(dev)
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if dist.num_gpus > 0 and gpus:
+            devices = [d.name for d in gpus[:dist.num_gpus]]
+        else:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "multi_worker_mirrored":
+        comm = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+    if kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=dist.tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown distribution strategy {kind!r}")
+
+
+# ============================================================================ JAX
+class _NpzBatches:
+    def __init__(self, path, batch_size, seed, start_batch=0, training=True):
+        z = np.load(path)
+        key = "train" if training else "eval"
+        self.x, self.y = z[f"x_{key}"].astype("float32"), z[f"y_{key}"].astype("int32")
+        self.bs, self.seed, self.b, self.training = batch_size, seed, start_batch, training
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        n = len(self.x)
+        if not self.training:
+            lo = self.b * self.bs
+            if lo >= n:
+                raise StopIteration
+            self.b += 1
+            return self.x[lo:lo + self.bs], self.y[lo:lo + self.bs]
+        per_epoch = n // self.bs
+        epoch, i = divmod(self.b, per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(n)
+        idx = perm[i * self.bs:(i + 1) * self.bs]
+        self.b += 1
+        return self.x[idx], self.y[idx]
+
+
+class JaxBackend:
+    name = "jax"
+
+    def __init__(self, cfg):
+        import jax
+        self.jax = jax
+        self.cfg = cfg
+        self.num_replicas = 1
+        self.is_chief = True
+        self.task = "local"
+        self._state = None
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    def _is_npz(self):
+        return self.cfg.data.source.startswith("npz:")
+
+    def train_batches(self, start_batch):
+        c = self.cfg
+        if self._is_npz():
+            return _NpzBatches(c.data.source[4:], c.optimization.batch_size, c.data.seed or 0, start_batch)
+        return TFBackend._dataset(self._tf_shim(), c.data.train_split, True, c.optimization.batch_size,
+                                  start_batch).as_numpy_iterator()
+
+    def eval_batches(self):
+        c = self.cfg
+        bs = c.data.eval_batch_size or c.optimization.batch_size
+        if self._is_npz():
+            it = _NpzBatches(c.data.source[4:], bs, 0, training=False)
+        else:
+            it = TFBackend._dataset(self._tf_shim(), c.data.eval_split, False, bs).as_numpy_iterator()
+        if c.runtime.eval_steps:
+            import itertools
+            it = itertools.islice(it, c.runtime.eval_steps)
+        return it
+
+    def _tf_shim(self):
+        import tensorflow as tf  # only when the input is a tf.data source
+        shim = type("S", (), {})()
+        shim.tf, shim.cfg = tf, self.cfg
+        return shim
+
+    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None):
+        jax, cfg = self.jax, self.cfg
+        if teacher_model is not None:
+            raise ValueError("online distillation is implemented on the TensorFlow path only")
+        wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
+        tvars = model.trainable_variables
+        decayed_ids = {id(v) for v in losses_lib.decayed_variables(model)}
+        decayed_idx = [i for i, v in enumerate(tvars) if id(v) in decayed_ids]
+        if not optimizer.built:
+            optimizer.build(tvars)
+        ema_decay = cfg.optimization.ema_decay
+        base_seed = int(cfg.runtime.seed)
+
+        def loss_fn(tv, ntv, images, labels, teacher, seed):
+            out = {}
+
+            def call(x):
+                logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
+                out["ntv"] = new_ntv
+                return logits
+            t = loss_terms(cfg, model, images, labels, teacher, None, seed,
+                           decayed=[tv[i] for i in decayed_idx], call=call)
+            loss = ops.mean(t["per_example"]) + wd * t["l2"]
+            return loss, (out["ntv"], t)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def step(tv, ntv, ov, ev, images, labels, teacher, step_i):
+            seed = jax.numpy.stack([jax.numpy.int32(base_seed), step_i.astype("int32")])
+            (loss, (ntv, t)), grads = grad_fn(tv, ntv, images, labels, teacher, seed)
+            tv, ov = optimizer.stateless_apply(ov, grads, tv)
+            if ev is not None:
+                ev = [ema_decay * e + (1 - ema_decay) * w for e, w in zip(ev, tv)]
+            correct = ops.sum(ops.cast(ops.argmax(t["logits"], -1) == ops.reshape(labels, (-1,)), "float32"))
+            metrics = dict(loss=loss, ce=ops.mean(t["ce"]), kd=ops.mean(t["kd"]), l2=t["l2"],
+                           top1=correct / ops.cast(ops.shape(labels)[0], "float32"))
+            return tv, ntv, ov, ev, metrics
+
+        jstep = jax.jit(step, donate_argnums=(0, 1, 2))
+        self._model, self._optimizer, self._ema = model, optimizer, ema_vars
+        self._state = None
+
+        def step_fn(iterator, step_i):
+            if self._state is None:
+                self._state = ([v.value for v in model.trainable_variables],
+                               [v.value for v in model.non_trainable_variables],
+                               [v.value for v in optimizer.variables],
+                               [v.value for v in ema_vars] if ema_vars is not None else None)
+            images, labels = next(iterator)
+            labels, teacher = _split_labels(labels)
+            tv, ntv, ov, ev = self._state
+            tv, ntv, ov, ev, m = jstep(tv, ntv, ov, ev, images, labels, teacher, jax.numpy.int32(step_i))
+            self._state = (tv, ntv, ov, ev)
+            return {k: float(v) for k, v in m.items()}
+        return step_fn
+
+    def sync_to_variables(self):
+        """Writes the jitted state back into the keras variables (before eval/checkpoint)."""
+        if self._state is None:
+            return
+        tv, ntv, ov, ev = self._state
+        for v, x in zip(self._model.trainable_variables, tv):
+            v.assign(x)
+        for v, x in zip(self._model.non_trainable_variables, ntv):
+            v.assign(x)
+        for v, x in zip(self._optimizer.variables, ov):
+            v.assign(x)
+        if ev is not None:
+            for v, x in zip(self._ema, ev):
+                v.assign(x)
+        self._state = None  # re-read (e.g. after DropBlock keep-prob changes)
+
+    def set_drop_block(self, model, keep_prob):
+        import models
+        models.set_drop_block_keep_prob(model, keep_prob)
+        if self._state is not None:  # patch the keep-prob variables inside the jitted state
+            tv, ntv, ov, ev = self._state
+            ntv = list(ntv)
+            pos = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
+            for layer in models.drop_block_layers(model):
+                for v in layer.non_trainable_variables:
+                    if id(v) in pos:
+                        ntv[pos[id(v)]] = v.value
+            self._state = (tv, ntv, ov, ev)
+
+    def evaluate(self, model):
+        jax = self.jax
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def fwd(tv, ntv, x):
+            logits, _ = model.stateless_call(tv, ntv, x, training=False)
+            return logits
+        tot = np.zeros(3)
+        for images, labels in self.eval_batches():
+            labels, _ = _split_labels(labels)
+            logits = np.asarray(fwd(tv, ntv, images))
+            labels = np.asarray(labels).reshape(-1)
+            order = np.argsort(-logits, axis=-1)
+            tot += [np.sum(order[:, 0] == labels), np.sum((order[:, :5] == labels[:, None]).any(-1)),
+                    len(labels)]
+        n = max(tot[2], 1.0)
+        return tot[0] / n, tot[1] / n, int(tot[2])
+
+    def summary(self, kind, scalars, step):
+        path = os.path.join(self.cfg.runtime.model_dir, f"{kind}_scalars.jsonl")
+        with open(path, "a") as f:
+            f.write(json.dumps(dict(step=step, **scalars)) + "\n")
+
+    def close(self):
+        pass
+
+
+def make_backend(cfg):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return TFBackend(cfg)
+    if backend == "jax":
+        return JaxBackend(cfg)
+    raise ValueError(f"the trainer supports the tensorflow and jax backends, not {backend!r}")

@@ -1,0 +1,300 @@
+"""Trainer tests that run in the pytest process (issue 4): losses by hand, schedules, config,
+bad inputs, distillation (offline from TFRecord logits, online from a teacher run),
+fine-tuning warm start, non-finite loss. Real images: imagenette2-224 at 32 px, a tiny
+ResNet-18 (width 8, one block per stage). Multi-process tests: test_train_distributed.py.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, require_data
+
+TINY = dict(name="resnet18", overrides={"width": 8, "layers": [1, 1, 1, 1]}, image_size=32)
+
+
+def tiny_config(model_dir, data_path, **fields):
+    from official.config import RunConfig
+    cfg = RunConfig(recipe="test")
+    cfg.model.name = TINY["name"]
+    cfg.model.overrides = dict(TINY["overrides"])
+    cfg.model.image_size = TINY["image_size"]
+    cfg.data.source = str(data_path)
+    cfg.optimization.batch_size = 8
+    cfg.optimization.train_steps = 2
+    cfg.optimization.base_learning_rate = 0.05
+    cfg.optimization.warmup_epochs = 0
+    cfg.runtime.model_dir = str(model_dir)
+    cfg.runtime.eval_steps = 1
+    cfg.runtime.progress_bar = False
+    cfg.runtime.log_every_steps = 1
+    dotted = {k.replace("__", "."): v for k, v in fields.items()}
+    return cfg.override(dotted) if dotted else cfg
+
+
+@pytest.fixture(scope="module")
+def imagenette():
+    return require_data("imagenette2-224")
+
+
+@pytest.fixture(scope="module")
+def trained_run(imagenette, tmp_path_factory):
+    """A 2-step run (used as online teacher and as fine-tuning source)."""
+    from official import train
+    d = tmp_path_factory.mktemp("run_a")
+    train.train(tiny_config(d, imagenette))
+    return d
+
+
+# ----------------------------------------------------------------------------- losses
+def _np_log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_losses_match_hand_computation():
+    from official import losses
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 5)).astype("float32")
+    teacher = rng.normal(size=(4, 5)).astype("float32")
+    onehot = np.eye(5, dtype="float32")[[0, 3, 1, 4]]
+    soft = onehot * 0.9 + 0.1 / 5  # tf.losses.softmax_cross_entropy(label_smoothing=0.1)
+    np.testing.assert_allclose(np.asarray(losses.smooth_labels(onehot, 0.1)), soft, rtol=1e-6)
+    ce = -(soft * _np_log_softmax(logits)).sum(-1)
+    np.testing.assert_allclose(np.asarray(losses.soft_cross_entropy(soft, logits)), ce, rtol=1e-5)
+    for t in (1.0, 4.0):
+        p = np.exp(_np_log_softmax(teacher / t))
+        kd = t * t * -(p * _np_log_softmax(logits / t)).sum(-1)
+        total, ce_, kd_ = losses.classification_loss(soft, logits, teacher, distillation_weight=0.5,
+                                                     temperature=t)
+        np.testing.assert_allclose(np.asarray(kd_), kd, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(total), ce + 0.5 * kd, rtol=1e-5)
+
+
+def test_weight_decay_skips_batch_norm_and_is_half_sum_of_squares():
+    import models
+    from official import losses
+    model = models.build_model(TINY["name"], num_classes=3, input_shape=(32, 32, 3), **TINY["overrides"])
+    decayed = losses.decayed_variables(model)
+    bn_paths = [v.path for v in model.trainable_variables if v not in decayed]
+    assert bn_paths and all(("gamma" in p or "beta" in p) for p in bn_paths)
+    expected = sum(float((np.asarray(v.value, np.float64) ** 2).sum()) / 2 for v in decayed)
+    assert float(losses.weight_decay_loss(decayed, 1e-4)) == pytest.approx(1e-4 * expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- schedules
+def test_schedules():
+    from official import schedules
+    s = schedules.WarmupSchedule("cosine", 0.4, total_steps=100, warmup_steps=10)
+    vals = [float(s(i)) for i in (0, 5, 10, 55, 100, 150)]
+    assert vals[0] == 0 and vals[1] == pytest.approx(0.2) and vals[2] == pytest.approx(0.4)
+    assert vals[3] == pytest.approx(0.2, abs=1e-6) and vals[4] == pytest.approx(0) and vals[5] == pytest.approx(0)
+    p = schedules.WarmupSchedule("piecewise", 1.0, 100, boundaries=[30, 60], rates=[1, 0.1, 0.01])
+    assert [float(p(i)) for i in (0, 29, 30, 60)] == pytest.approx([1, 1, 0.1, 0.01])
+    e = schedules.WarmupSchedule("exponential", 1.0, 100, decay_steps=10, decay_rate=0.5)
+    assert [float(e(i)) for i in (9, 10, 25)] == pytest.approx([1, 0.5, 0.25])
+    assert schedules.initial_learning_rate(0.1, 1024, "linear") == pytest.approx(0.4)
+    assert schedules.initial_learning_rate(0.4, 1024, "none") == 0.4
+    assert [schedules.drop_block_keep_prob(i, 100) for i in (0, 50, 100, 200)] == pytest.approx([1, 0.95, 0.9, 0.9])
+
+
+# ----------------------------------------------------------------------------- config / flags
+def test_run_config_json_roundtrip_and_flags():
+    from absl import flags as absl_flags
+    import flags
+    from official.config import RunConfig
+    from official import train
+    flags.define_all()
+    argv = train.preprocess_argv(["prog", "--flagfile=smoke", "--batch_size=64", "--train_steps=7",
+                                  "--model_overrides=width=8", "--drop_block_keep_prob=1,0.8"])
+    assert argv[1] == "--recipe=smoke" and argv[2].endswith("official/configs/smoke.cfg")
+    absl_flags.FLAGS.unparse_flags()
+    absl_flags.FLAGS(argv)
+    try:
+        cfg = flags.build_run_config(absl_flags.FLAGS)
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    assert cfg.recipe == "smoke" and cfg.model.name == "resnet18" and cfg.model.image_size == 64
+    assert cfg.optimization.batch_size == 64 and cfg.optimization.train_steps == 7
+    assert cfg.model.overrides == {"width": 8}  # command line merged over the recipe's
+    assert cfg.regularization.drop_block_keep_prob == [1.0, 0.8]
+    assert RunConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ValueError, match="unknown fields"):
+        RunConfig.from_dict({"nope": 1})
+
+
+def test_every_recipe_parses():
+    from absl import flags as absl_flags
+    import flags
+    from official import train
+    flags.define_all()
+    names = train.list_recipes()
+    assert {"smoke", "finetune_food101"} <= set(names) and all(f"E{i}" in names for i in range(13))
+    for name in names:
+        absl_flags.FLAGS.unparse_flags()
+        absl_flags.FLAGS(train.preprocess_argv(["prog", f"--flagfile={name}"]))
+        cfg = flags.build_run_config(absl_flags.FLAGS)
+        absl_flags.FLAGS.unparse_flags()
+        assert cfg.recipe == name
+        if name.startswith("E"):
+            assert cfg.model.name == f"table7_e{name[1:]}" and cfg.optimization.batch_size == 1024
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def test_bad_inputs_fail_before_work(imagenette, tmp_path):
+    from official import train
+    with pytest.raises(train.ConfigError, match="unknown recipe 'E99'.*smoke"):
+        train.preprocess_argv(["prog", "--flagfile=E99"])
+    cases = [
+        (dict(distribution__strategy="tpu"), "needs --tpu"),
+        (dict(regularization__distillation="online"), "needs --teacher"),
+        (dict(regularization__teacher=str(tmp_path)), "--distillation=online"),
+        (dict(regularization__distillation="offline"), "needs teacher logits"),
+        (dict(model__name="resnet7"), "unknown model 'resnet7'"),
+        (dict(optimization__lr_schedule="piecewise", optimization__piecewise_boundaries=[1.0]), "piecewise_rates"),
+    ]
+    for fields, pattern in cases:
+        with pytest.raises(train.ConfigError, match=pattern):
+            train.train(tiny_config(tmp_path / "x", imagenette, **fields))
+        assert not (tmp_path / "x" / "run_config.json").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(train.ConfigError, match="not writable"):
+        train.train(tiny_config(blocker / "run", imagenette))
+    with pytest.raises(train.ConfigError, match="cannot be read"):
+        train.train(tiny_config(tmp_path / "y", tmp_path / "no_such_data"))
+
+
+def test_cli_unknown_recipe_exits_with_message():
+    r = subprocess.run([sys.executable, "-m", "official.train", "--flagfile=E99", "--model_dir=/tmp/x"],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unknown recipe 'E99'" in r.stderr
+
+
+# ----------------------------------------------------------------------------- distillation
+def _write_tfrecords_with_logits(zip_path, out_dir, n, num_classes, rng):
+    import tensorflow as tf
+    os.makedirs(out_dir, exist_ok=True)
+    z = zipfile.ZipFile(zip_path)
+    names = sorted(m for m in z.namelist() if not m.endswith("/"))
+    folders = sorted({m.split("/")[1] for m in names})
+    chosen = [names[i] for i in rng.choice(len(names), n, replace=False)]
+    logits = rng.normal(size=(n, num_classes)).astype("float32") * 3
+    for split in ("train", "validation"):
+        with tf.io.TFRecordWriter(os.path.join(out_dir, f"{split}-00000-of-00001")) as w:
+            for m, lg in zip(chosen, logits):
+                feat = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[z.read(m)])),
+                        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
+                            value=[folders.index(m.split("/")[1])])),
+                        "image/logit": tf.train.Feature(float_list=tf.train.FloatList(value=lg))}
+                w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
+    return logits
+
+
+def test_offline_distillation_loss_from_tfrecord_logits(imagenette, tmp_path):
+    import data
+    import models
+    from official import train
+    from official.train_backends import loss_terms
+    rng = np.random.default_rng(1)
+    _write_tfrecords_with_logits(imagenette / "val.zip", tmp_path / "tfr", 16, 10, rng)
+    cfg = tiny_config(tmp_path / "run", tmp_path / "tfr", model__num_classes=10,
+                      regularization__distillation="offline", regularization__distillation_temperature=2.0,
+                      regularization__distillation_weight=0.7, regularization__label_smoothing=0.1)
+    cfg = train.prepare_config(cfg)
+    ds = data.build_dataset(str(tmp_path / "tfr"), "train", training=True, batch_size=4, image_size=32,
+                            num_classes=10, teacher_logits=True, seed=0)
+    images, labels = next(iter(ds))
+    model = models.build_model(cfg.model.name, 10, (32, 32, 3), **cfg.model.overrides)
+    t = loss_terms(cfg, model, images, labels["label"], labels["teacher_logits"], training=False)
+    logits, teacher = np.asarray(t["logits"]), labels["teacher_logits"].numpy()
+    soft = np.eye(10)[labels["label"].numpy()] * 0.9 + 0.01
+    ce = -(soft * _np_log_softmax(logits)).sum(-1)
+    p = np.exp(_np_log_softmax(teacher / 2.0))
+    kd = 4.0 * -(p * _np_log_softmax(logits / 2.0)).sum(-1)
+    np.testing.assert_allclose(np.asarray(t["per_example"]), ce + 0.7 * kd, rtol=1e-4)
+    assert kd.mean() > 0.1  # the term is really there
+    # and the trainer runs on that input end to end
+    r = train.train(cfg)
+    assert r["finished"] and r["step"] == 2
+
+
+def test_online_distillation_uses_teacher_on_same_view(imagenette, trained_run, tmp_path):
+    import data
+    import models
+    from official import checkpoints, train
+    from official.train_backends import loss_terms
+    cfg = train.prepare_config(tiny_config(tmp_path / "run", imagenette, regularization__distillation="online",
+                                           regularization__teacher=str(trained_run),
+                                           regularization__distillation_temperature=3.0))
+    teacher = train.load_teacher(str(trained_run))
+    ds = data.build_dataset(str(imagenette), "train", training=True, batch_size=4, image_size=32, seed=0)
+    images, labels = next(iter(ds))
+    model = models.build_model(cfg.model.name, 10, (32, 32, 3), **cfg.model.overrides)
+    t = loss_terms(cfg, model, images, labels, None, teacher, training=False)
+    ref_teacher, _ = checkpoints.restore_model(str(trained_run), "best")
+    tl = np.asarray(ref_teacher(images, training=False))
+    np.testing.assert_allclose(np.asarray(t["teacher_logits"]), tl, rtol=1e-4, atol=1e-5)
+    logits = np.asarray(t["logits"])
+    ce = -(np.eye(10)[labels.numpy()] * _np_log_softmax(logits)).sum(-1)
+    p = np.exp(_np_log_softmax(tl / 3.0))
+    kd = 9.0 * -(p * _np_log_softmax(logits / 3.0)).sum(-1)
+    np.testing.assert_allclose(np.asarray(t["per_example"]), ce + kd, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+def test_fine_tuning_restores_every_non_head_variable(trained_run, tmp_path):
+    import models
+    from official import checkpoints
+    from official.config import RunConfig
+    src, src_cfg = checkpoints.restore_model(str(trained_run))
+    bn = [w for w in src.weights if w.path.endswith("moving_mean")]
+    assert bn and any(np.abs(np.asarray(w.value)).max() > 0 for w in bn)  # stats really moved
+    cfg = RunConfig.from_dict(src_cfg.to_dict())
+    cfg.model.num_classes = 5
+    target = checkpoints.build_model_from_config(cfg)
+    fresh_head = [np.asarray(w.value).copy() for w in target.weights if w.path.startswith("logits/")]
+    for source in (str(trained_run), os.path.join(checkpoints.checkpoint_path(str(trained_run)), "model.weights.h5")):
+        copied = checkpoints.warm_start(target, source, cfg)
+        src_w = {w.path: np.asarray(w.value) for w in src.weights}
+        non_head = [w for w in target.weights if not w.path.startswith("logits/")]
+        assert len(copied) == len(non_head) and any("moving_variance" in p for p in copied)
+        for w in non_head:
+            np.testing.assert_array_equal(np.asarray(w.value), src_w[w.path])
+        head = [np.asarray(w.value) for w in target.weights if w.path.startswith("logits/")]
+        for a, b in zip(head, fresh_head):
+            np.testing.assert_array_equal(a, b)
+    other = models.build_model("resnet18", 5, (32, 32, 3), width=16, layers=[1, 1, 1, 1])
+    with pytest.raises(ValueError, match="another architecture; mismatched variables:(.|\n)*shape mismatch"):
+        checkpoints.warm_start(other, str(trained_run), cfg)
+
+
+def test_fine_tuning_run_via_init_checkpoint(imagenette, trained_run, tmp_path):
+    from official import checkpoints, train
+    cfg = tiny_config(tmp_path / "ft", imagenette, runtime__init_checkpoint=str(trained_run),
+                      optimization__train_steps=1, optimization__base_learning_rate=0.0)
+    train.train(cfg)
+    a, _ = checkpoints.restore_model(str(trained_run))
+    b, _ = checkpoints.restore_model(str(tmp_path / "ft"))
+    src = {w.path: np.asarray(w.value) for w in a.weights}
+    for w in b.weights:  # lr 0: the weights are the warm start; BN stats moved one step
+        if "moving" not in w.path and not w.path.startswith("logits/"):
+            np.testing.assert_allclose(np.asarray(w.value), src[w.path], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- failures
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(imagenette, tmp_path):
+    from official import checkpoints, train
+    cfg = tiny_config(tmp_path / "nan", imagenette, optimization__train_steps=6,
+                      optimization__base_learning_rate=1e12, runtime__checkpoint_every_steps=1)
+    with pytest.raises(train.NonFiniteLoss, match="non-finite"):
+        train.train(cfg)
+    latest = checkpoints.checkpoint_path(str(tmp_path / "nan"))
+    if latest is not None:
+        model, _ = checkpoints.restore_model(str(tmp_path / "nan"))
+        assert all(np.isfinite(np.asarray(w.value)).all() for w in model.weights)
