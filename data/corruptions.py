@@ -101,7 +101,9 @@ def validate_corruption(name: str) -> str:
 
 def validate_severity(severity) -> int:
     """Returns ``severity`` as ``int`` if it is an integer in 1..5, else raises ``ValueError``."""
-    if isinstance(severity, (bool, np.bool_)) or not isinstance(severity, (int, np.integer)):
+    if isinstance(severity, (bool, np.bool_)):
+        raise ValueError(f"severity must be an integer in 1..5, got {severity!r}")
+    if not isinstance(severity, (int, np.integer)):
         try:
             as_float = float(severity)
         except (TypeError, ValueError):

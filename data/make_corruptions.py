@@ -243,7 +243,7 @@ def run(argv=None) -> dict:
     if args.format == "zip":
         for c, s in cells:
             for split in sorted({m.split("/")[0] for m in members}):
-                zips[(c, s, split)] = zipfile.ZipFile(output / c / str(s) / f"{split}.zip.tmp", "w",
+                zips[(c, s, split)] = zipfile.ZipFile(output / c / str(s) / f".{split}.zip.tmp", "w",
                                                       compression=zipfile.ZIP_STORED)
 
     def todo_cells(member):
@@ -287,7 +287,7 @@ def run(argv=None) -> dict:
                 else:
                     path = output / c / str(s) / rel
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(path.name + ".tmp")
+                    tmp = path.with_name("." + path.name + ".tmp")  # hidden: never listed as data
                     tmp.write_bytes(data)
                     os.replace(tmp, path)
                 written += 1
@@ -305,7 +305,7 @@ def run(argv=None) -> dict:
             progress.close()
         for (c, s, split), z in zips.items():
             z.close()
-            tmp = output / c / str(s) / f"{split}.zip.tmp"
+            tmp = output / c / str(s) / f".{split}.zip.tmp"
             if ok:
                 os.replace(tmp, output / c / str(s) / f"{split}.zip")
             else:
