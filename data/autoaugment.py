@@ -1,0 +1,634 @@
+"""AutoAugment and RandAugment with TensorFlow core ops (stateless, graph-mode safe).
+
+References
+----------
+* E. D. Cubuk, B. Zoph, D. Mane, V. Vasudevan, Q. V. Le. "AutoAugment: Learning
+  Augmentation Policies from Data", CVPR 2019, arXiv:1805.09501 (policy tables in its
+  appendix: ImageNet, reduced CIFAR-10, SVHN).
+* E. D. Cubuk, B. Zoph, J. Shlens, Q. V. Le. "RandAugment: Practical automated data
+  augmentation with a reduced search space", NeurIPS 2020, arXiv:1909.13719.
+* Official TF code: tensorflow/tpu ``models/official/efficientnet/autoaugment.py`` and its
+  copy in clovaai/assembled-cnn ``preprocessing/autoaugment.py`` (the code of the
+  Assemble-ResNet paper, Lee et al. 2020, arXiv:2001.06268). This module re-implements the
+  same operations and magnitude mappings from scratch with TF 2 core ops; nothing from
+  ``tf.contrib`` / tensorflow-addons is used. Geometric ops use
+  ``tf.raw_ops.ImageProjectiveTransformV3`` (nearest neighbour, constant fill).
+
+Public API (called by ``data.pipeline`` inside ``tf.data`` ``map``)
+------------------------------------------------------------------
+``distort_image_with_autoaugment(image, policy_name, seed, ...)``
+``distort_image_with_randaugment(image, num_layers, magnitude, seed, ...)``
+
+``image`` is a uint8 ``[H, W, 3]`` tensor of any size, ``seed`` a stateless seed of shape
+``[2]`` (int32 or int64). The result is uint8 of the same shape and depends only on
+``(image, seed)``: all randomness comes from one ``tf.random.stateless_uniform`` call.
+
+Implementation notes and deviations from the official code (see docs/AUGMENTATION.md)
+-------------------------------------------------------------------------------------
+* The image is converted to float32 once; every op works on integer-valued float32 pixels
+  and ends with ``floor(clip(x, 0, 255))``, which reproduces the uint8 truncation of the
+  official code (``tf.cast(float, uint8)``) and of PIL without casting back and forth.
+* One sub-policy is chosen per image with ``tf.switch_case`` (only the chosen branch runs);
+  the official code builds a chain of 25 ``tf.cond`` s.
+* ``Contrast``: the official TF code computes the "mean" as ``sum(histogram) / 256``, i.e.
+  the number of pixels divided by 256 (a bug: for a 224x224 image the degenerate image is
+  196, whatever the image). Here the mean of the PIL grayscale image is used, as PIL's
+  ``ImageEnhance.Contrast`` (and the fixed TF Model Garden version) do.
+* Grayscale (``Color``, ``Contrast``) uses PIL's fixed-point ITU-R 601 luma
+  ``(19595 R + 38470 G + 7471 B + 2**15) >> 16`` (exact in float32), not
+  ``tf.image.rgb_to_grayscale``; so these ops match PIL.
+* ``Sharpness``: the smoothed image is rounded (PIL rounds), the official TF code truncates;
+  border pixels keep their original value in both PIL and here.
+* ``Posterize``: the official TF code maps level -> bits as ``int(level / 10 * 4)``, i.e.
+  0..4 bits kept (level 0 keeps 0 bits = black image), while the AutoAugment paper's range is
+  4..8 bits. ``posterize_mode="tf"`` (default, reproduces the Assemble-ResNet code) or
+  ``"paper"`` (bits = 8 - int(level / 10 * 4)).
+* ``Translate``: ``translate_const`` pixels at level 10 (250 for AutoAugment, 100 for
+  RandAugment, as in the TF code, made for 224 px images: at level 9 the AutoAugment shift,
+  225 px, moves the whole image out). With ``scale_to_image=True`` the constants (also
+  ``cutout_const``) are interpreted at a 224 px reference and scaled to the image's width
+  (X) / height (Y).
+* The SVHN table of the official code spells one op ``'contrast'`` (it would raise
+  ``KeyError`` there); it is ``'Contrast'`` here.
+* RandAugment follows the paper: each of ``num_layers`` layers picks one of the paper's 14
+  ops uniformly (``Identity`` included) and always applies it. The TF code instead uses 16
+  ops (adds ``Invert``, ``Cutout``, ``SolarizeAdd``; no ``Identity``) applied with a random
+  probability in [0.2, 0.8]. ``magnitude`` is on the TF code's 0..10 scale by default
+  (``magnitude_scale=10``; use ``magnitude_scale=30`` for the 0..30 scale of some of the
+  paper's ImageNet experiments). Magnitudes above the scale are clipped to it.
+"""
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+_MAX_LEVEL = 10.0
+REPLACE_VALUE = 128.0
+
+# ---------------------------------------------------------------------------------------
+# Policy tables: (op name, probability, level on the 0..10 integer scale).
+# ---------------------------------------------------------------------------------------
+
+
+def policy_imagenet():
+    """The ImageNet policy of the AutoAugment paper (appendix table; 25 sub-policies).
+
+    The paper lists 5 policies x 5 sub-policies; several sub-policies appear twice, as in
+    the paper and in clovaai/assembled-cnn ``imagenet_policies()``.
+    """
+    return [
+        [("Posterize", 0.4, 8), ("Rotate", 0.6, 9)],
+        [("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)],
+        [("Equalize", 0.8, 8), ("Equalize", 0.6, 3)],
+        [("Posterize", 0.6, 7), ("Posterize", 0.6, 6)],
+        [("Equalize", 0.4, 7), ("Solarize", 0.2, 4)],
+        [("Equalize", 0.4, 4), ("Rotate", 0.8, 8)],
+        [("Solarize", 0.6, 3), ("Equalize", 0.6, 7)],
+        [("Posterize", 0.8, 5), ("Equalize", 1.0, 2)],
+        [("Rotate", 0.2, 3), ("Solarize", 0.6, 8)],
+        [("Equalize", 0.6, 8), ("Posterize", 0.4, 6)],
+        [("Rotate", 0.8, 8), ("Color", 0.4, 0)],
+        [("Rotate", 0.4, 9), ("Equalize", 0.6, 2)],
+        [("Equalize", 0.0, 7), ("Equalize", 0.8, 8)],
+        [("Invert", 0.6, 4), ("Equalize", 1.0, 8)],
+        [("Color", 0.6, 4), ("Contrast", 1.0, 8)],
+        [("Rotate", 0.8, 8), ("Color", 1.0, 2)],
+        [("Color", 0.8, 8), ("Solarize", 0.8, 7)],
+        [("Sharpness", 0.4, 7), ("Invert", 0.6, 8)],
+        [("ShearX", 0.6, 5), ("Equalize", 1.0, 9)],
+        [("Color", 0.4, 0), ("Equalize", 0.6, 3)],
+        [("Equalize", 0.4, 7), ("Solarize", 0.2, 4)],
+        [("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)],
+        [("Invert", 0.6, 4), ("Equalize", 1.0, 8)],
+        [("Color", 0.6, 4), ("Contrast", 1.0, 8)],
+        [("Equalize", 0.8, 8), ("Equalize", 0.6, 3)],
+    ]
+
+
+def policy_v0():
+    """Policy ``v0`` of tensorflow/tpu (EfficientNet; 25 sub-policies, uses SolarizeAdd)."""
+    return [
+        [("Equalize", 0.8, 1), ("ShearY", 0.8, 4)],
+        [("Color", 0.4, 9), ("Equalize", 0.6, 3)],
+        [("Color", 0.4, 1), ("Rotate", 0.6, 8)],
+        [("Solarize", 0.8, 3), ("Equalize", 0.4, 7)],
+        [("Solarize", 0.4, 2), ("Solarize", 0.6, 2)],
+        [("Color", 0.2, 0), ("Equalize", 0.8, 8)],
+        [("Equalize", 0.4, 8), ("SolarizeAdd", 0.8, 3)],
+        [("ShearX", 0.2, 9), ("Rotate", 0.6, 8)],
+        [("Color", 0.6, 1), ("Equalize", 1.0, 2)],
+        [("Invert", 0.4, 9), ("Rotate", 0.6, 0)],
+        [("Equalize", 1.0, 9), ("ShearY", 0.6, 3)],
+        [("Color", 0.4, 7), ("Equalize", 0.6, 0)],
+        [("Posterize", 0.4, 6), ("AutoContrast", 0.4, 7)],
+        [("Solarize", 0.6, 8), ("Color", 0.6, 9)],
+        [("Solarize", 0.2, 4), ("Rotate", 0.8, 9)],
+        [("Rotate", 1.0, 7), ("TranslateY", 0.8, 9)],
+        [("ShearX", 0.0, 0), ("Solarize", 0.8, 4)],
+        [("ShearY", 0.8, 0), ("Color", 0.6, 4)],
+        [("Color", 1.0, 0), ("Rotate", 0.6, 2)],
+        [("Equalize", 0.8, 4), ("Equalize", 0.0, 8)],
+        [("Equalize", 1.0, 4), ("AutoContrast", 0.6, 2)],
+        [("ShearY", 0.4, 7), ("SolarizeAdd", 0.6, 7)],
+        [("Posterize", 0.8, 2), ("Solarize", 0.6, 10)],
+        [("Solarize", 0.6, 8), ("Equalize", 0.6, 1)],
+        [("Color", 0.8, 6), ("Rotate", 0.4, 5)],
+    ]
+
+
+def policy_reduced_cifar10():
+    """The reduced-CIFAR-10 policy (25 sub-policies), as in clovaai ``cifar10_policies()``."""
+    return [
+        [("Invert", 0.1, 7), ("Contrast", 0.2, 6)],
+        [("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)],
+        [("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)],
+        [("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)],
+        [("AutoContrast", 0.5, 8), ("Equalize", 0.9, 2)],
+        [("ShearY", 0.2, 7), ("Posterize", 0.3, 7)],
+        [("Color", 0.4, 3), ("Brightness", 0.6, 7)],
+        [("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)],
+        [("Equalize", 0.6, 5), ("Equalize", 0.5, 1)],
+        [("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)],
+        [("Color", 0.7, 7), ("TranslateX", 0.5, 8)],
+        [("Equalize", 0.3, 7), ("AutoContrast", 0.4, 8)],
+        [("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)],
+        [("Brightness", 0.9, 6), ("Color", 0.2, 8)],
+        [("Solarize", 0.5, 2), ("Invert", 0.0, 3)],
+        [("Equalize", 0.2, 0), ("AutoContrast", 0.6, 0)],
+        [("Equalize", 0.2, 8), ("Equalize", 0.8, 4)],
+        [("Color", 0.9, 9), ("Equalize", 0.6, 6)],
+        [("AutoContrast", 0.8, 4), ("Solarize", 0.2, 8)],
+        [("Brightness", 0.1, 3), ("Color", 0.7, 0)],
+        [("Solarize", 0.4, 5), ("AutoContrast", 0.9, 3)],
+        [("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)],
+        [("AutoContrast", 0.9, 2), ("Solarize", 0.8, 3)],
+        [("Equalize", 0.8, 8), ("Invert", 0.1, 3)],
+        [("TranslateY", 0.7, 9), ("AutoContrast", 0.9, 1)],
+    ]
+
+
+def policy_svhn():
+    """The SVHN policy (25 sub-policies), as in clovaai ``SVHN_policies()``."""
+    return [
+        [("ShearX", 0.9, 4), ("Invert", 0.2, 3)],
+        [("ShearY", 0.9, 8), ("Invert", 0.7, 5)],
+        [("Equalize", 0.6, 5), ("Solarize", 0.6, 6)],
+        [("Invert", 0.9, 3), ("Equalize", 0.6, 3)],
+        [("Equalize", 0.6, 1), ("Rotate", 0.9, 3)],
+        [("ShearX", 0.9, 4), ("AutoContrast", 0.8, 3)],
+        [("ShearY", 0.9, 8), ("Invert", 0.4, 5)],
+        [("ShearY", 0.9, 5), ("Solarize", 0.2, 6)],
+        [("Invert", 0.9, 6), ("AutoContrast", 0.8, 1)],
+        [("Equalize", 0.6, 3), ("Rotate", 0.9, 3)],
+        [("ShearX", 0.9, 4), ("Solarize", 0.3, 3)],
+        [("ShearY", 0.8, 8), ("Invert", 0.7, 4)],
+        [("Equalize", 0.9, 5), ("TranslateY", 0.6, 6)],
+        [("Invert", 0.9, 4), ("Equalize", 0.6, 7)],
+        [("Contrast", 0.3, 3), ("Rotate", 0.8, 4)],  # 'contrast' (lower case) in the TF code
+        [("Invert", 0.8, 5), ("TranslateY", 0.0, 2)],
+        [("ShearY", 0.7, 6), ("Solarize", 0.4, 8)],
+        [("Invert", 0.6, 4), ("Rotate", 0.8, 4)],
+        [("ShearY", 0.3, 7), ("TranslateX", 0.9, 3)],
+        [("ShearX", 0.1, 6), ("Invert", 0.6, 5)],
+        [("Solarize", 0.7, 2), ("TranslateY", 0.6, 7)],
+        [("ShearY", 0.8, 4), ("Invert", 0.8, 8)],
+        [("ShearX", 0.7, 9), ("TranslateY", 0.8, 3)],
+        [("ShearY", 0.8, 5), ("AutoContrast", 0.7, 3)],
+        [("ShearX", 0.7, 2), ("Invert", 0.1, 5)],
+    ]
+
+
+def policy_test():
+    """Debugging policy of the TF code."""
+    return [[("TranslateX", 1.0, 4), ("Equalize", 1.0, 10)]]
+
+
+POLICIES = {
+    "imagenet": policy_imagenet,
+    "v0": policy_v0,
+    "reduced_cifar10": policy_reduced_cifar10,
+    "cifar10": policy_reduced_cifar10,
+    "svhn": policy_svhn,
+    "test": policy_test,
+}
+
+#: The 14 RandAugment operations of the RandAugment paper (section 3).
+RANDAUGMENT_OPS = (
+    "Identity", "AutoContrast", "Equalize", "Rotate", "Solarize", "Color", "Posterize",
+    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY",
+)
+
+
+def get_policy(policy_name):
+    """Returns the policy table (list of sub-policies) for ``policy_name``."""
+    key = str(policy_name).lower()
+    if key not in POLICIES:
+        raise ValueError(f"unknown AutoAugment policy {policy_name!r}; valid: {sorted(POLICIES)}")
+    return POLICIES[key]()
+
+
+# ---------------------------------------------------------------------------------------
+# Image operations. All take and return integer-valued float32 [H, W, 3] images.
+# ---------------------------------------------------------------------------------------
+
+
+def _to_u8_range(x):
+    """Clips to [0, 255] and truncates, like ``tf.cast(x, tf.uint8)`` after clipping."""
+    return tf.floor(tf.clip_by_value(x, 0.0, 255.0))
+
+
+def blend(image1, image2, factor):
+    """``image1 + factor * (image2 - image1)``, clipped and truncated (PIL ``Image.blend``)."""
+    return _to_u8_range(image1 + factor * (image2 - image1))
+
+
+_LUMA = (19595.0, 38470.0, 7471.0)
+
+
+def grayscale(image, channels=1):
+    """PIL's ``convert("L")``: ``(19595 R + 38470 G + 7471 B + 32768) >> 16``.
+
+    Returns ``[H, W, channels]`` (the gray level repeated). All intermediate values are
+    < 2**24, so float32 computes this exactly. A matmul is several times faster on CPU than
+    a broadcast multiply + reduce_sum, and producing the repeated channels directly avoids
+    a broadcast in the following blend.
+    """
+    shape = tf.shape(image)
+    weights = tf.tile(tf.constant(_LUMA, tf.float32)[:, None], [1, channels])
+    acc = tf.matmul(tf.reshape(image, [-1, 3]), weights) + 32768.0
+    gray = tf.floor(acc * (1.0 / 65536.0))
+    return tf.reshape(gray, tf.concat([shape[:2], [channels]], 0))
+
+
+def identity(image):
+    return image
+
+
+def invert(image):
+    return 255.0 - image
+
+
+# Note: selections are written as arithmetic with 0/1 masks; tf.where (SelectV2) is several
+# times slower than a few fused element-wise ops on CPU.
+
+
+def solarize(image, threshold=128.0):
+    """Pixels >= threshold are inverted (PIL ``ImageOps.solarize``)."""
+    above = tf.cast(image >= threshold, tf.float32)
+    return image + above * (255.0 - 2.0 * image)
+
+
+def solarize_add(image, addition=0.0, threshold=128.0):
+    """Adds ``addition`` (clipped) to pixels below ``threshold`` (TF code ``solarize_add``)."""
+    below = tf.cast(image < threshold, tf.float32)
+    added = tf.clip_by_value(image + addition, 0.0, 255.0)
+    return image + below * (added - image)
+
+
+def posterize(image, bits):
+    """Keeps the ``bits`` most significant bits (PIL ``ImageOps.posterize``)."""
+    step = tf.pow(2.0, 8.0 - tf.cast(bits, tf.float32))
+    return tf.floor(image / step) * step
+
+
+def color(image, factor):
+    """PIL ``ImageEnhance.Color``: blend with the grayscale image."""
+    return blend(grayscale(image, channels=3), image, factor)
+
+
+def brightness(image, factor):
+    """PIL ``ImageEnhance.Brightness``: blend with black."""
+    return _to_u8_range(image * factor)
+
+
+def contrast(image, factor):
+    """PIL ``ImageEnhance.Contrast``: blend with the (rounded) mean grayscale level.
+
+    Deviation from the TF code, whose "mean" is ``num_pixels / 256`` (bug).
+    """
+    gray = grayscale(image)
+    total = tf.reduce_sum(tf.cast(gray, tf.int32))
+    count = tf.size(gray)
+    mean = tf.floor(tf.cast(total, tf.float32) / tf.cast(count, tf.float32) + 0.5)
+    return blend(mean, image, factor)
+
+
+def sharpness(image, factor):
+    """PIL ``ImageEnhance.Sharpness``: blend with ``ImageFilter.SMOOTH`` (borders kept).
+
+    SMOOTH is the 3x3 kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (box sum + 4 centre)
+    / 13, computed with shifted slices (a depthwise conv is ~20x slower on CPU). The
+    smoothed value is rounded (PIL); the 1-pixel border keeps the original pixels (PIL and
+    the TF code). Images smaller than 3x3 are returned unchanged.
+    """
+    def smooth_blend():
+        rows = image[:-2] + image[1:-1] + image[2:]
+        box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
+        centre = image[1:-1, 1:-1]
+        smooth = tf.floor((box + 4.0 * centre) * (1.0 / 13.0) + 0.5)
+        # Degenerate = original + zero-padded (smooth - original) on the interior.
+        degenerate = image + tf.pad(smooth - centre, [[1, 1], [1, 1], [0, 0]])
+        return blend(degenerate, image, factor)
+
+    shape = tf.shape(image)
+    return tf.cond((shape[0] >= 3) & (shape[1] >= 3), smooth_blend, lambda: image)
+
+
+def autocontrast(image):
+    """PIL ``ImageOps.autocontrast`` (cutoff 0): per channel, stretch [lo, hi] to [0, 255]."""
+    lo = tf.reduce_min(image, axis=[0, 1])
+    hi = tf.reduce_max(image, axis=[0, 1])
+    valid = hi > lo
+    # Channels with hi == lo are left unchanged: (x - 0) * 255 / 255 == x exactly.
+    lo = tf.where(valid, lo, 0.0)
+    span = tf.where(valid, hi - lo, 255.0)
+    return _to_u8_range((image - lo) * 255.0 / span)
+
+
+def equalize(image):
+    """PIL ``ImageOps.equalize``: per-channel histogram equalization (exact)."""
+    shape = tf.shape(image)
+    pixels = tf.cast(tf.reshape(image, [-1, 3]), tf.int32)
+    offsets = tf.constant([0, 256, 512], tf.int32)
+    indices = pixels + offsets
+    histo = tf.reshape(tf.math.bincount(tf.reshape(indices, [-1]), minlength=768, maxlength=768),
+                       [3, 256])
+    # PIL: step = (sum of nonzero bins - last nonzero bin) // 255.
+    last = tf.cast(tf.reduce_max(pixels, axis=0), tf.int32)  # last nonzero bin per channel
+    last_count = tf.gather(histo, last, batch_dims=1)
+    step = (tf.reduce_sum(histo, axis=1) - last_count) // 255  # [3]
+    safe_step = tf.maximum(step, 1)[:, None]
+    exclusive = tf.cumsum(histo, axis=1, exclusive=True)
+    lut = tf.clip_by_value((exclusive + safe_step // 2) // safe_step, 0, 255)
+    identity_lut = tf.broadcast_to(tf.range(256, dtype=tf.int32), [3, 256])
+    lut = tf.where(step[:, None] > 0, lut, identity_lut)
+    out = tf.gather(tf.reshape(lut, [-1]), indices)
+    return tf.reshape(tf.cast(out, tf.float32), shape)
+
+
+def _transform(image, transform, replace=REPLACE_VALUE):
+    """Applies an 8-parameter projective transform (output -> input mapping)."""
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=tf.reshape(tf.cast(transform, tf.float32), [1, 8]),
+        output_shape=tf.shape(image)[:2],
+        fill_value=tf.constant(replace, tf.float32),
+        interpolation="NEAREST",
+        fill_mode="CONSTANT",
+    )
+    return out[0]
+
+
+def rotate(image, degrees, replace=REPLACE_VALUE):
+    """Rotates about the image centre; positive degrees = counterclockwise as displayed.
+
+    Same transform as ``tf.contrib.image.rotate`` used by the TF code: ``rotate(img, 90)``
+    of a square image equals ``np.rot90(img)``.
+    """
+    radians = tf.cast(degrees, tf.float32) * (math.pi / 180.0)
+    shape = tf.cast(tf.shape(image), tf.float32)
+    h, w = shape[0] - 1.0, shape[1] - 1.0
+    cos, sin = tf.cos(radians), tf.sin(radians)
+    x_offset = (w - (cos * w - sin * h)) / 2.0
+    y_offset = (h - (sin * w + cos * h)) / 2.0
+    transform = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])
+    return _transform(image, transform, replace)
+
+
+def shear_x(image, level, replace=REPLACE_VALUE):
+    """Output pixel (x, y) samples input (x + level * y, y) (PIL affine convention)."""
+    level = tf.cast(level, tf.float32)
+    return _transform(image, tf.stack([1.0, level, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]), replace)
+
+
+def shear_y(image, level, replace=REPLACE_VALUE):
+    """Output pixel (x, y) samples input (x, y + level * x)."""
+    level = tf.cast(level, tf.float32)
+    return _transform(image, tf.stack([1.0, 0.0, 0.0, level, 1.0, 0.0, 0.0, 0.0]), replace)
+
+
+def _shift(image, pixels, axis, replace):
+    """``out[..., i, ...] = image[..., i + d, ...]`` (d = round(pixels)), else ``replace``.
+
+    Same result as the nearest-neighbour projective transform of the TF code for integer
+    shifts (TF rounds ``i + pixels``; for fractional ``pixels`` the two can differ at .5),
+    but a slice + pad is ~4x cheaper than ``ImageProjectiveTransformV3`` on CPU.
+    """
+    size = tf.shape(image)[axis]
+    d = tf.clip_by_value(tf.cast(tf.round(tf.cast(pixels, tf.float32)), tf.int32), -size, size)
+    start = tf.maximum(d, 0)
+    length = size - tf.abs(d)
+    begin = tf.tensor_scatter_nd_update(tf.zeros([3], tf.int32), [[axis]], [start])
+    sizes = tf.tensor_scatter_nd_update(tf.constant([-1, -1, -1]), [[axis]], [length])
+    kept = tf.slice(image, begin, sizes)
+    pads = tf.tensor_scatter_nd_update(tf.zeros([3, 2], tf.int32), [[axis]],
+                                       [tf.stack([tf.maximum(-d, 0), start])])
+    return tf.pad(kept, pads, constant_values=replace)
+
+
+def translate_x(image, pixels, replace=REPLACE_VALUE):
+    """Output pixel (x, y) samples input (x + pixels, y): content moves by ``-pixels``.
+
+    As the TF code (``tf.contrib.image.translate(image, [-pixels, 0])``) and PIL
+    ``transform(AFFINE, (1, 0, pixels, 0, 1, 0))``.
+    """
+    return _shift(image, pixels, 1, replace)
+
+
+def translate_y(image, pixels, replace=REPLACE_VALUE):
+    """Output pixel (x, y) samples input (x, y + pixels): content moves by ``-pixels``."""
+    return _shift(image, pixels, 0, replace)
+
+
+def cutout(image, pad_size, center_y, center_x, replace=REPLACE_VALUE):
+    """Fills the ``2 pad_size`` square around (center_y, center_x) with ``replace``."""
+    shape = tf.shape(image)
+    rows = tf.range(shape[0])[:, None, None]
+    cols = tf.range(shape[1])[None, :, None]
+    pad = tf.cast(pad_size, tf.int32)
+    in_rows = tf.cast((rows >= center_y - pad) & (rows < center_y + pad), tf.float32)
+    in_cols = tf.cast((cols >= center_x - pad) & (cols < center_x + pad), tf.float32)
+    return image + (in_rows * in_cols) * (replace - image)
+
+
+# ---------------------------------------------------------------------------------------
+# Level -> argument mapping (tensorflow/tpu ``level_to_arg``) and op dispatch.
+# ---------------------------------------------------------------------------------------
+
+_SIGNED_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
+
+
+class _Hparams:
+    def __init__(self, translate_const, cutout_const, scale_to_image, posterize_mode, replace):
+        if posterize_mode not in ("tf", "paper"):
+            raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
+        self.translate_const = float(translate_const)
+        self.cutout_const = float(cutout_const)
+        self.scale_to_image = bool(scale_to_image)
+        self.posterize_mode = posterize_mode
+        self.replace = float(replace)
+
+
+def _apply_op(name, image, level, sign_u, cy_u, cx_u, hp):
+    """Applies op ``name`` at ``level`` (python float or scalar tensor, 0..10 scale).
+
+    ``sign_u``: uniform [0, 1) deciding the sign of signed magnitudes (negative if < 0.5);
+    ``cy_u``, ``cx_u``: uniforms for the cutout centre.
+    """
+    frac = level / _MAX_LEVEL
+    sign = tf.where(sign_u < 0.5, -1.0, 1.0)
+    if name == "Identity":
+        return image
+    if name == "AutoContrast":
+        return autocontrast(image)
+    if name == "Equalize":
+        return equalize(image)
+    if name == "Invert":
+        return invert(image)
+    if name == "Rotate":
+        return rotate(image, sign * frac * 30.0, hp.replace)
+    if name == "Posterize":
+        bits = tf.floor(tf.cast(frac, tf.float32) * 4.0)
+        if hp.posterize_mode == "paper":
+            bits = 8.0 - bits
+        return posterize(image, bits)
+    if name == "Solarize":
+        return solarize(image, tf.floor(tf.cast(frac, tf.float32) * 256.0))
+    if name == "SolarizeAdd":
+        return solarize_add(image, tf.floor(tf.cast(frac, tf.float32) * 110.0))
+    if name in ("Color", "Contrast", "Brightness", "Sharpness"):
+        factor = tf.cast(frac, tf.float32) * 1.8 + 0.1
+        return {"Color": color, "Contrast": contrast, "Brightness": brightness,
+                "Sharpness": sharpness}[name](image, factor)
+    if name == "ShearX":
+        return shear_x(image, sign * frac * 0.3, hp.replace)
+    if name == "ShearY":
+        return shear_y(image, sign * frac * 0.3, hp.replace)
+    shape = tf.cast(tf.shape(image), tf.float32)
+    if name in ("TranslateX", "TranslateY"):
+        const = hp.translate_const
+        if hp.scale_to_image:
+            const = const * (shape[1] if name == "TranslateX" else shape[0]) / 224.0
+        pixels = sign * frac * const
+        fn = translate_x if name == "TranslateX" else translate_y
+        return fn(image, pixels, hp.replace)
+    if name == "Cutout":
+        const = hp.cutout_const
+        if hp.scale_to_image:
+            const = const * tf.minimum(shape[0], shape[1]) / 224.0
+        pad = tf.cast(tf.floor(frac * const), tf.int32)
+        cy = tf.cast(tf.floor(cy_u * shape[0]), tf.int32)
+        cx = tf.cast(tf.floor(cx_u * shape[1]), tf.int32)
+        return cutout(image, pad, cy, cx, hp.replace)
+    raise ValueError(f"unknown augmentation op {name!r}")
+
+
+_KNOWN_OPS = set(RANDAUGMENT_OPS) | {"Invert", "SolarizeAdd", "Cutout"}
+
+
+def _check_image(image):
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise TypeError(f"expected a uint8 image, got {image.dtype}")
+    if image.shape.rank is not None and image.shape.rank != 3:
+        raise ValueError(f"expected an [H, W, 3] image, got shape {image.shape}")
+    return image
+
+
+def _index_from_uniform(u, n):
+    return tf.minimum(tf.cast(tf.floor(u * n), tf.int32), n - 1)
+
+
+@tf.autograph.experimental.do_not_convert
+def distort_image_with_autoaugment(image, policy_name, seed, *, translate_const=250.0,
+                                   cutout_const=100.0, scale_to_image=False,
+                                   posterize_mode="tf", replace=REPLACE_VALUE):
+    """Applies one random sub-policy of AutoAugment policy ``policy_name`` to ``image``.
+
+    Args:
+      image: uint8 ``[H, W, 3]`` tensor (any H, W).
+      policy_name: ``"imagenet"`` (AutoAugment paper, ImageNet), ``"v0"`` (tensorflow/tpu,
+        EfficientNet), ``"reduced_cifar10"`` (alias ``"cifar10"``), ``"svhn"``, ``"test"``.
+      seed: stateless seed, shape ``[2]``, int32 or int64.
+      translate_const, cutout_const: pixels at level 10 (TF code: 250 and 100).
+      scale_to_image: interpret the constants at 224 px and scale them to the image size.
+      posterize_mode: ``"tf"`` (bits = int(level/10*4), TF code) or ``"paper"``.
+      replace: fill value of geometric ops and cutout (TF code: 128).
+
+    Returns:
+      uint8 tensor of the same shape. Each op of the chosen sub-policy is applied with its
+      probability; signed magnitudes are negated with probability 1/2.
+    """
+    image = _check_image(image)
+    policy = get_policy(policy_name)
+    for sub in policy:
+        for name, _, _ in sub:
+            if name not in _KNOWN_OPS:
+                raise ValueError(f"unknown op {name!r} in policy {policy_name!r}")
+    hp = _Hparams(translate_const, cutout_const, scale_to_image, posterize_mode, replace)
+    seed = tf.convert_to_tensor(seed)
+    max_ops = max(len(sub) for sub in policy)
+    rand = tf.random.stateless_uniform([1 + 4 * max_ops], seed=seed, dtype=tf.float32)
+    index = _index_from_uniform(rand[0], len(policy))
+    x = tf.cast(image, tf.float32)
+
+    def make_branch(sub):
+        def branch():
+            y = x
+            for j, (name, prob, level) in enumerate(sub):
+                u = rand[1 + 4 * j: 5 + 4 * j]
+                if prob <= 0.0:
+                    continue
+
+                def apply(y=y, name=name, level=level, u=u):
+                    return _apply_op(name, y, float(level), u[1], u[2], u[3], hp)
+
+                if prob >= 1.0:
+                    y = apply()
+                else:
+                    y = tf.cond(u[0] < prob, apply, lambda y=y: y)
+            return y
+        return branch
+
+    out = tf.switch_case(index, [make_branch(sub) for sub in policy])
+    out = tf.ensure_shape(out, x.shape)
+    return tf.cast(out, tf.uint8)
+
+
+@tf.autograph.experimental.do_not_convert
+def distort_image_with_randaugment(image, num_layers, magnitude, seed, *,
+                                   magnitude_scale=10.0, translate_const=100.0,
+                                   scale_to_image=False, posterize_mode="tf",
+                                   replace=REPLACE_VALUE):
+    """RandAugment (Cubuk et al. 2020): ``num_layers`` ops chosen uniformly, each applied.
+
+    Args:
+      image: uint8 ``[H, W, 3]`` tensor.
+      num_layers: N, a python int.
+      magnitude: M on the ``0..magnitude_scale`` scale (python number or scalar tensor),
+        clipped to that range. ``magnitude_scale=10`` is the TF code's scale.
+      seed: stateless seed, shape ``[2]``.
+      translate_const: pixels at full magnitude (TF RandAugment code: 100).
+    Returns:
+      uint8 tensor of the same shape.
+    """
+    image = _check_image(image)
+    num_layers = int(num_layers)
+    if num_layers < 0:
+        raise ValueError("num_layers must be >= 0")
+    hp = _Hparams(translate_const, 40.0, scale_to_image, posterize_mode, replace)
+    level = tf.clip_by_value(tf.cast(magnitude, tf.float32) / float(magnitude_scale), 0.0, 1.0)
+    level = level * _MAX_LEVEL
+    seed = tf.convert_to_tensor(seed)
+    rand = tf.random.stateless_uniform([max(num_layers, 1), 2], seed=seed, dtype=tf.float32)
+    x = tf.cast(image, tf.float32)
+    for i in range(num_layers):
+        index = _index_from_uniform(rand[i, 0], len(RANDAUGMENT_OPS))
+        sign_u = rand[i, 1]
+        branches = [
+            (lambda name=name, x=x: _apply_op(name, x, level, sign_u, 0.0, 0.0, hp))
+            for name in RANDAUGMENT_OPS
+        ]
+        x = tf.ensure_shape(tf.switch_case(index, branches), image.shape)
+    return tf.cast(x, tf.uint8)
