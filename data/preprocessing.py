@@ -41,7 +41,7 @@ MAX_ATTEMPTS = 100
 # Default eval crop fraction: 224 / 256.
 CROP_FRACTION = 0.875
 
-_NAMED_EVAL = re.compile(r"^imagenet_(\d{3})(a?)$")
+_NAMED_EVAL = re.compile(r"^imagenet_(\d{2,4})(a?)$")
 
 
 def eval_sizes(image_size: int, eval_preprocess="imagenet") -> tuple[int, int]:

@@ -239,7 +239,8 @@ def inspect_source(source) -> SourceInfo:
     if kind == "tfds":
         name, version = parse_tfds_name(source)
         builder = _tfds_builder(name, version)
-        label = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
+        feats = builder.info.features
+        label = feats["label"] if "label" in feats.keys() else None
         names = tuple(label.names) if label is not None and hasattr(label, "names") else None
         sizes = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
         return SourceInfo("tfds", names, len(names) if names else None, sizes, source)
@@ -400,9 +401,9 @@ class ByteReader:
             zs[fid] = zipfile.ZipFile(self.files[fid])
         return zs[fid].read(self.member_names[int(index)])
 
-    def __del__(self):
+    def __del__(self, _close=os.close):
         for fd in self._fds or []:
             try:
-                os.close(fd)
-            except OSError:
+                _close(fd)
+            except (OSError, TypeError):
                 pass
