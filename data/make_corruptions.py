@@ -7,9 +7,10 @@ Usage::
         [--severities 1,2,3] [--splits val] [--image_size 224] [--format dir|zip] \
         [--image_format jpeg|png] [--num_workers 2]
 
-Input: a directory or a zip file holding ``<split>/<class>/<image>`` (the layout of the
-shared data sets and of ``data.build_dataset``'s image-folder source); ``--splits`` picks
-splits (default: all that are present).
+Input: a directory or a zip file holding ``<split>/<class>/<image>`` (the layout of
+``data.build_dataset``'s image-folder sources), or a directory of one zip per split
+(``train.zip``, ``val.zip``: how ``../shared/data`` is stored); ``--splits`` picks splits
+(default: all that are present).
 
 Output, for each corruption and severity, an image-folder data set of its own:
 
@@ -56,7 +57,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".w
 
 # --------------------------------------------------------------------------- input
 class _Input:
-    """Lists and reads ``<split>/<class>/<file>`` members of a directory or a zip file."""
+    """Lists and reads the images of an image-folder data set as ``<split>/<class>/<file>``.
+
+    Accepted: a directory ``<split>/<class>/<file>``; a zip with those members; or a directory
+    of one zip per split (``val.zip`` with members ``val/<class>/<file>`` or
+    ``<class>/<file>``, the layout of ``../shared/data``).
+    """
 
     def __init__(self, path: str):
         self.path = pathlib.Path(path)
@@ -65,28 +71,49 @@ class _Input:
         self.is_zip = self.path.is_file() and zipfile.is_zipfile(self.path)
         if self.path.is_file() and not self.is_zip:
             raise ValueError(f"input {path!r} is neither a directory nor a zip file")
-        self._zip = None
+        self.split_zips = {}
+        if self.path.is_dir():
+            self.split_zips = {p.name[:-4]: p for p in sorted(self.path.glob("*.zip"))
+                               if not p.name.startswith(".") and zipfile.is_zipfile(p)}
+        self._zips = {}
+        self._where = {}  # member -> (zip path, name inside the zip) for zip inputs
+
+    @staticmethod
+    def _is_image(parts) -> bool:
+        return (parts[-1].lower().endswith(IMAGE_EXTENSIONS)
+                and not any(p.startswith(".") or p == "__MACOSX" for p in parts))
 
     def members(self) -> list:
-        if self.is_zip:
-            with zipfile.ZipFile(self.path) as z:
-                names = [n for n in z.namelist() if not n.endswith("/")]
-        else:
-            names = [p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                     if p.is_file()]
         members = []
-        for name in names:
-            parts = name.split("/")
-            if len(parts) == 3 and name.lower().endswith(IMAGE_EXTENSIONS) \
-                    and not parts[-1].startswith("."):
-                members.append(name)
+        if self.is_zip or self.split_zips:
+            zips = {None: self.path} if self.is_zip else self.split_zips
+            for split, zpath in zips.items():
+                with zipfile.ZipFile(zpath) as z:
+                    for name in z.namelist():
+                        parts = [p for p in name.split("/") if p]
+                        if name.endswith("/") or not parts or not self._is_image(parts):
+                            continue
+                        if len(parts) == 3 and (split is None or parts[0] == split):
+                            member = "/".join(parts)
+                        elif len(parts) == 2 and split is not None:
+                            member = f"{split}/{parts[0]}/{parts[1]}"
+                        else:
+                            continue
+                        self._where[member] = (zpath, name)
+                        members.append(member)
+        else:
+            for p in self.path.rglob("*"):
+                parts = p.relative_to(self.path).parts
+                if p.is_file() and len(parts) == 3 and self._is_image(parts):
+                    members.append("/".join(parts))
         return sorted(members)
 
     def read(self, member: str) -> bytes:
-        if self.is_zip:
-            if self._zip is None:
-                self._zip = zipfile.ZipFile(self.path)
-            return self._zip.read(member)
+        if member in self._where:
+            zpath, name = self._where[member]
+            if zpath not in self._zips:
+                self._zips[zpath] = zipfile.ZipFile(zpath)
+            return self._zips[zpath].read(name)
         return (self.path / member).read_bytes()
 
     def classes_csv(self):
@@ -159,7 +186,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m data.make_corruptions",
         description="Write ImageNet-C style corrupted copies of an image-folder data set.")
-    parser.add_argument("--input", required=True, help="directory or zip with <split>/<class>/<image>")
+    parser.add_argument("--input", required=True,
+                        help="directory or zip with <split>/<class>/<image>, or a directory of "
+                             "<split>.zip files")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--corruptions", nargs="+", default=["all15"],
                         help="names (space or comma separated), or all15 / all19 / extra "

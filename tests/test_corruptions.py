@@ -248,6 +248,30 @@ def test_make_corruptions_zip_and_image_size(tmp_path):
     assert not list(out.rglob(".*.tmp"))
 
 
+def test_make_corruptions_zipdir_input(tmp_path):
+    """A directory of <split>.zip files (the shared-data layout), members with or without split."""
+    src = _make_input(tmp_path)
+    zdir = tmp_path / "zipdir"
+    zdir.mkdir()
+    with zipfile.ZipFile(zdir / "val.zip", "w") as z:          # <class>/<file>
+        for p in sorted((src / "val").rglob("*.JPEG")):
+            z.write(p, p.relative_to(src / "val").as_posix())
+    with zipfile.ZipFile(zdir / "train.zip", "w") as z:        # <split>/<class>/<file>
+        for p in sorted((src / "train").rglob("*.JPEG")):
+            z.write(p, p.relative_to(src).as_posix())
+    (zdir / "classes.csv").write_text((src / "classes.csv").read_text())
+    common = ["--corruptions", "shot_noise", "--severities", "2", "--seed", "4", "--no_progress",
+              "--image_format", "png"]
+    make_corruptions.run(["--input", str(zdir), "--output", str(tmp_path / "z")] + common)
+    make_corruptions.run(["--input", str(src), "--output", str(tmp_path / "d")] + common)
+    cell_z, cell_d = tmp_path / "z/shot_noise/2", tmp_path / "d/shot_noise/2"
+    files = sorted(p.relative_to(cell_z).as_posix() for p in cell_z.rglob("*.png"))
+    assert files == ["train/dog/img3.png", "val/cat/img0.png", "val/cat/img1.png", "val/dog/img2.png"]
+    for f in files:  # same member path -> same seed -> same bytes, whatever the container
+        assert (cell_z / f).read_bytes() == (cell_d / f).read_bytes()
+    assert (cell_z / "classes.csv").is_file()
+
+
 def test_make_corruptions_bad_args(tmp_path):
     src = _make_input(tmp_path)
     base = ["--input", str(src), "--output", str(tmp_path / "o"), "--seed", "0"]
