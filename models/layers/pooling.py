@@ -6,10 +6,11 @@ experiments, "GeM" pooling option). Official code: clovaai/assembled-cnn, ``nets
 ``pooled = N**(-1/p) * max(sum(x**p), eps)**(1/p)`` over the spatial axes (keepdims), with a
 fixed ``p = 3`` and ``eps = 1e-6``.
 
-This layer computes ``mean(clip(x, eps, 1e12)**p)**(1/p)`` in float32 (identical to the
-official formula up to the ``max(sum, eps)`` guard, which cannot bind since every term is
->= eps**p > 0... except for float underflow, where we clip the mean at ``eps**p``'s float32
-tiny floor instead) and casts back to the compute dtype.
+This layer computes exactly that, ``N**(-1/p) * max(sum(clip(x, eps, 1e12)**p), eps)**(1/p)``,
+in float32 (``eps`` is both the clip value and the guard, as in the code) and casts the result
+back to the compute dtype. Note the guard binds for channels that are all ~0 (e.g. dead ReLU
+channels): the code then returns ``N**(-1/p) * eps**(1/p)`` (0.0026 for p=3, N=49) instead of
+the GeM paper's ``eps``; we keep the code's value.
 
 Deviations: ``p`` is a float32 scalar variable named ``p``, trainable by default
 (``trainable_p=True``, as in the GeM paper); the official code uses a fixed ``p = 3``: pass
@@ -27,7 +28,8 @@ class GeneralizedMeanPooling2D(keras.layers.Layer):
     Args:
       p: initial exponent (1 = average pooling, -> inf = max pooling).
       trainable_p: whether ``p`` is trained.
-      epsilon: inputs are clipped to ``[epsilon, 1e12]`` before the power.
+      epsilon: inputs are clipped to ``[epsilon, 1e12]`` before the power, and the spatial
+        sum of powers to ``>= epsilon`` (official code).
       keepdims: output ``[B, 1, 1, C]`` instead of ``[B, C]``.
     """
 
@@ -50,9 +52,11 @@ class GeneralizedMeanPooling2D(keras.layers.Layer):
     def call(self, inputs):
         p = ops.cast(ops.convert_to_tensor(self.p), "float32")
         x = ops.clip(ops.cast(inputs, "float32"), self.epsilon, 1e12)
-        mean = ops.mean(ops.power(x, p), axis=(1, 2), keepdims=self.keepdims)
-        mean = ops.maximum(mean, 1e-38)
-        pooled = ops.power(mean, 1.0 / p)
+        shape = ops.shape(x)
+        n = ops.cast(shape[1] * shape[2], "float32")
+        total = ops.sum(ops.power(x, p), axis=(1, 2), keepdims=self.keepdims)
+        total = ops.maximum(total, self.epsilon)
+        pooled = ops.power(n, -1.0 / p) * ops.power(total, 1.0 / p)
         return ops.cast(pooled, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
