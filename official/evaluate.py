@@ -1,0 +1,649 @@
+r"""Evaluates a trained run: accuracy, calibration, throughput and corruption robustness.
+
+Usage::
+
+    python -m official.evaluate --model_dir RUN --data SOURCE [--split val] \
+        [--which latest|best] [--batch_size 64] [--dtype fp32|bf16|fp16] \
+        [--corruptions all|15|19|fog,frost --severities 1,2,3,4,5 --seed 0] \
+        [--corruption_dir DIR_FROM_make_corruptions] [--baseline_errors JSON] \
+        [--output_dir DIR] [--max_examples N] [--benchmark_steps 10] [--no_progress]
+
+(also installed as ``assemble-evaluate``.) The model is rebuilt from the run's saved
+configuration (``official.checkpoints.restore_model``): architecture, overrides, class count,
+input size, eval preprocessing and normalization all come from ``RUN/run_config.json``;
+nothing about the model is given on the command line.
+
+Reported (``RESULT`` below; printed as one JSON object on the last line of stdout, everything
+else goes to stderr):
+
+* ``top1``, ``top5``: accuracy fractions; ``ece``: expected calibration error with 10 equal-width
+  bins (:mod:`official.metrics`); ``nll``; per-class accuracy; a confusion-matrix PNG;
+* ``images_per_second``: forward-pass throughput of the model alone (``model(x,
+  training=False)`` in a ``tf.function``) on a fixed batch of ``--batch_size`` images after a
+  warm-up call, with the batch size, compute dtype and device in ``details.throughput``.
+  ``details.throughput.end_to_end_images_per_second`` is the whole evaluation loop's rate
+  (decoding and preprocessing included);
+* with ``--corruptions``: the top-1 error per corruption and severity, mCE over the 15
+  ImageNet-C corruptions and over all 19 labelled separately (``mCE-15`` / ``mCE-19``),
+  relative mCE and unnormalized mean errors (:func:`official.robustness.summarize_corruptions`),
+  and a per-corruption PNG. Normalization: AlexNet's published ImageNet-C errors when the model
+  has 1000 classes (ImageNet), the ``--baseline_errors`` JSON otherwise (``{corruption:
+  [E_1..E_5]}`` fractions, or another run's evaluation JSON; its clean error, if present, gives
+  the relative mCE). Without either, or when not all 5 severities are evaluated, only the
+  unnormalized errors are reported. Corrupted images come from ``--corruption_dir`` (written by
+  ``python -m data.make_corruptions``; ``DIR/<corruption>/<severity>`` is a data source) or are
+  made on the fly: the clean evaluation crop (after resize + central crop, as ImageNet-C
+  corrupts 224x224 crops) is rounded to uint8, corrupted with
+  :func:`data.corruptions.corrupt` (seed derived from ``--seed``, the image's position in the
+  split, corruption and severity) and normalized again.
+
+Files (atomically written; a failure leaves nothing half-written) go beside the checkpoint,
+into the evaluated checkpoint's directory (``RUN/checkpoints/ckpt-N/``) unless
+``--output_dir``: ``eval-<split>.json`` (the full result), ``eval-<split>-confusion.png`` and,
+with corruptions, ``eval-<split>-corruptions.png``.
+
+Deviations from the paper's code (clovaai/assembled-cnn ``main_classification.py`` eval and
+``mce/eval_robustness.py``): ECE and top-k are computed in NumPy from the logits instead of TF1
+streaming metrics (same definitions); mCE averages over severities (Hendrycks' definition,
+see :mod:`official.robustness`) rather than over all images of a corruption; on-the-fly
+corruption works on the evaluation crop at the model's input size, where the official script
+reads a pre-generated ImageNet-C directory (also supported with ``--corruption_dir``); the
+eval JPEG re-encode that ImageNet-C applies (quality 85) only happens with
+``--corruption_dir`` (``make_corruptions`` writes JPEGs), not on the fly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import re
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+logger = logging.getLogger("official.evaluate")
+
+DTYPE_POLICIES = {"fp32": "float32", "float32": "float32", "bf16": "mixed_bfloat16",
+                  "mixed_bfloat16": "mixed_bfloat16", "fp16": "mixed_float16",
+                  "mixed_float16": "mixed_float16"}
+
+
+class EvaluationError(ValueError):
+    """A bad input (run directory, data set, arguments): a one-line message for the CLI."""
+
+
+# ----------------------------------------------------------------------------- helpers
+def _atomic_write_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_plot(fn, path: str, *args, **kwargs) -> str:
+    """Runs a plotting function that writes ``path`` into a temp file, then renames it."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp-{os.getpid()}{ext or '.png'}"
+    try:
+        fn(*args, path=tmp, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def parse_severities(text) -> List[int]:
+    """``"1,2,3"``, ``"1..5"``, ``"1-5"`` or an int -> sorted list of severities in 1..5."""
+    if isinstance(text, (list, tuple)):
+        values = [int(v) for v in text]
+    else:
+        text = str(text).strip()
+        m = re.fullmatch(r"(\d)\s*(?:\.\.|-)\s*(\d)", text)
+        if m:
+            values = list(range(int(m.group(1)), int(m.group(2)) + 1))
+        else:
+            try:
+                values = [int(v) for v in text.split(",") if v.strip()]
+            except ValueError:
+                raise EvaluationError(f"--severities {text!r}: use e.g. 1,2,3 or 1..5") from None
+    if not values or any(v < 1 or v > 5 for v in values):
+        raise EvaluationError(f"--severities {text!r}: severities are integers in 1..5")
+    return sorted(set(values))
+
+
+def parse_corruptions(text: Optional[str]) -> List[str]:
+    """``all``/``19`` (the 19 ImageNet-C corruptions), ``15`` or a comma separated list."""
+    if not text:
+        return []
+    from data import corruptions as corruption_lib
+    key = text.strip().lower()
+    if key in ("all", "19", "all19"):
+        return list(corruption_lib.CORRUPTIONS_19)
+    if key in ("15", "all15"):
+        return list(corruption_lib.CORRUPTIONS_15)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in corruption_lib.CORRUPTIONS_19]
+    if unknown:
+        raise EvaluationError(f"--corruptions: unknown {unknown}; use all, 15, 19 or names from "
+                              f"{list(corruption_lib.CORRUPTIONS_19)}")
+    return list(dict.fromkeys(names))
+
+
+def device_description() -> Dict[str, str]:
+    import tensorflow as tf
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        name = gpus[0].name
+        try:
+            details = tf.config.experimental.get_device_details(
+                tf.config.list_physical_devices("GPU")[0])
+            name = details.get("device_name", name)
+        except Exception:  # pragma: no cover
+            pass
+        return {"type": "GPU", "name": str(name), "count": str(len(gpus))}
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    return {"type": "CPU", "name": cpu, "count": str(os.cpu_count() or 1)}
+
+
+def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
+    """Inverse of :func:`data.preprocessing.normalize`: back to 0..255 floats."""
+    from data import preprocessing as pp
+    if normalization == "mean":
+        return images + np.asarray(pp.CHANNEL_MEANS, np.float32)
+    if normalization == "mean_std":
+        return images * np.asarray(pp.IMAGENET_STD, np.float32) + np.asarray(pp.IMAGENET_MEAN,
+                                                                            np.float32)
+    raise EvaluationError(f"unknown normalization {normalization!r} in the run config")
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr,
+                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 10.0)
+
+
+def load_baseline_errors(path: str):
+    """``(baseline dict or "alexnet", baseline clean error or None)`` from ``--baseline_errors``.
+
+    Accepts ``{corruption: [E_1..E_5] or mean}`` fractions (optionally with ``"clean_error"``)
+    or an ``eval-*.json`` written by this program (its ``corruptions.errors`` and clean
+    top-1 error are used). The literal ``alexnet`` selects the AlexNet ImageNet-C errors.
+    """
+    if path.strip().lower() == "alexnet":
+        return "alexnet", None
+    if not os.path.exists(path):
+        raise EvaluationError(f"--baseline_errors {path!r} does not exist")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise EvaluationError(f"--baseline_errors {path!r} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise EvaluationError(f"--baseline_errors {path!r} must hold a JSON object")
+    clean = None
+    if "details" in data and isinstance(data["details"], dict) and "corruptions" in data["details"]:
+        clean = 1.0 - float(data["top1"]) if data.get("top1") is not None else None
+        data = data["details"]["corruptions"]["errors"]
+    elif "errors" in data and isinstance(data["errors"], dict):
+        clean = data.get("clean_error")
+        data = data["errors"]
+    else:
+        clean = data.pop("clean_error", None)
+    return data, (None if clean is None else float(clean))
+
+
+# ----------------------------------------------------------------------------- evaluation
+class _Predictor:
+    """``model(x, training=False)`` compiled once per input shape, returning numpy logits."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+        self.model = model
+        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, images) -> np.ndarray:
+        out = self._fn(images)
+        return np.asarray(out, dtype=np.float32)
+
+
+def benchmark(predict: _Predictor, batch: np.ndarray, steps: int, max_seconds: float = 20.0):
+    """Steady-state forward throughput on one fixed batch (one warm-up call)."""
+    import tensorflow as tf
+    x = tf.constant(batch)
+    predict(x)  # warm-up / trace
+    done, start = 0, time.perf_counter()
+    for _ in range(max(1, int(steps))):
+        predict(x)
+        done += 1
+        if time.perf_counter() - start > max_seconds:
+            break
+    seconds = time.perf_counter() - start
+    return {"images_per_second": done * batch.shape[0] / seconds, "steps": done,
+            "seconds": seconds, "batch_size": int(batch.shape[0])}
+
+
+def _check_run_dir(model_dir: str) -> None:
+    from official import checkpoints
+    if not model_dir:
+        raise EvaluationError("--model_dir is required")
+    if not os.path.isdir(model_dir):
+        raise EvaluationError(f"--model_dir {model_dir!r} does not exist")
+    if not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG)):
+        raise EvaluationError(f"--model_dir {model_dir!r} has no {checkpoints.RUN_CONFIG}: not a "
+                              "training run directory (the model cannot be rebuilt without its "
+                              "saved configuration)")
+
+
+def restore(model_dir: str, which: str, dtype: Optional[str] = None):
+    """``(model, run_config, checkpoint_dir)``, with clear errors for a bad run directory."""
+    import keras
+    from official import checkpoints
+    _check_run_dir(model_dir)
+    ckpt = checkpoints.checkpoint_path(model_dir, which)
+    if ckpt is None:
+        raise EvaluationError(f"--model_dir {model_dir!r} has no {which!r} checkpoint "
+                              f"(looked in {os.path.join(model_dir, checkpoints.CKPT_DIR)})")
+    if dtype:
+        if dtype not in DTYPE_POLICIES:
+            raise EvaluationError(f"--dtype {dtype!r}: use one of fp32, bf16, fp16")
+        keras.config.set_dtype_policy(DTYPE_POLICIES[dtype])
+    try:
+        model, config = checkpoints.restore_model(model_dir, which)
+    except (ValueError, FileNotFoundError) as e:
+        raise EvaluationError(f"cannot restore {model_dir!r} ({which}): {e}") from e
+    return model, config, ckpt
+
+
+def _num_classes(model) -> int:
+    return int(model.outputs[0].shape[-1])
+
+
+def _check_source(source: str, num_classes: int, label_offset: int, what="--data"):
+    import data as data_lib
+    try:
+        info = data_lib.inspect_source(source)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        raise EvaluationError(f"{what} {source!r}: {e}") from e
+    if info.num_classes is not None and info.num_classes - label_offset != num_classes:
+        raise EvaluationError(
+            f"{what} {source!r} has {info.num_classes} classes"
+            + (f" (label_offset {label_offset})" if label_offset else "")
+            + f" but the model has {num_classes}: evaluate on the data set the model was "
+            "trained for")
+    return info
+
+
+def _dataset(source, split, config, batch_size, num_classes, stats=None):
+    import data as data_lib
+    try:
+        return data_lib.build_dataset(
+            source, split, training=False, batch_size=batch_size,
+            image_size=config.model.image_size, num_classes=num_classes,
+            label_offset=config.data.label_offset, eval_preprocess=config.data.eval_preprocess,
+            normalization=config.data.normalization, stats=stats)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        raise EvaluationError(f"cannot read split {split!r} of {source!r}: {e}") from e
+
+
+def _take(ds, max_examples, batch_size):
+    if max_examples:
+        return ds.take(int(math.ceil(max_examples / batch_size)))
+    return ds
+
+
+def _batches(ds, max_examples):
+    """Yields numpy ``(images, labels)``, truncated to ``max_examples`` in total."""
+    seen = 0
+    for images, labels in ds:
+        images, labels = images.numpy(), labels.numpy()
+        if max_examples:
+            room = int(max_examples) - seen
+            if room <= 0:
+                return
+            images, labels = images[:room], labels[:room]
+        seen += labels.shape[0]
+        yield images, labels
+
+
+def _num_batches(n, batch_size, max_examples):
+    if n is None:
+        return None
+    if max_examples:
+        n = min(n, int(max_examples))
+    return int(math.ceil(n / batch_size))
+
+
+def evaluate_clean(predict, ds, num_classes, max_examples, total, progress, desc="eval"):
+    from official.metrics import ClassificationMetrics
+    metrics = ClassificationMetrics(num_classes)
+    first_batch = None
+    start = time.perf_counter()
+    for images, labels in _progress(_batches(ds, max_examples), total, desc, progress):
+        if first_batch is None:
+            first_batch = images
+        metrics.update(predict(images), labels)
+    seconds = time.perf_counter() - start
+    return metrics, first_batch, seconds
+
+
+def evaluate_corrupted_on_the_fly(predict, ds, config, num_classes, name, severity, seed,
+                                  max_examples, total, progress):
+    """Top-1 error on corrupted copies of the evaluation crops (see the module docstring)."""
+    import data.corruptions as corruption_lib
+    import data.preprocessing as pp
+    from official.metrics import ClassificationMetrics
+    metrics = ClassificationMetrics(num_classes, top_k=(1,))
+    index = 0
+    for images, labels in _progress(_batches(ds, max_examples), total,
+                                    f"{name} s{severity}", progress):
+        raw = denormalize(images, config.data.normalization)
+        raw = np.clip(np.rint(raw), 0, 255).astype(np.uint8)
+        idx = range(index, index + raw.shape[0])
+        corrupted = corruption_lib.corrupt_batch(raw, name, severity, seed=seed, indices=idx)
+        index += raw.shape[0]
+        x = np.asarray(pp.normalize(corrupted.astype(np.float32), config.data.normalization))
+        metrics.update(predict(x), labels)
+    return metrics.error_rate(), metrics.count
+
+
+def evaluate_corrupted_from_dir(predict, corruption_dir, split, config, batch_size, num_classes,
+                                name, severity, max_examples, progress):
+    source = os.path.join(corruption_dir, name, str(severity))
+    if not os.path.isdir(source):
+        raise EvaluationError(f"--corruption_dir {corruption_dir!r} has no {name}/{severity} "
+                              "(write it with python -m data.make_corruptions)")
+    from official.metrics import ClassificationMetrics
+    info = _check_source(source, num_classes, config.data.label_offset, what="corrupted data")
+    if split not in info.split_sizes:
+        raise EvaluationError(f"corrupted data {source!r} has no split {split!r} "
+                              f"(splits: {sorted(info.split_sizes)})")
+    ds = _take(_dataset(source, split, config, batch_size, num_classes), max_examples, batch_size)
+    total = _num_batches(info.split_sizes.get(split), batch_size, max_examples)
+    metrics = ClassificationMetrics(num_classes, top_k=(1,))
+    for images, labels in _progress(_batches(ds, max_examples), total, f"{name} s{severity}",
+                                    progress):
+        metrics.update(predict(images), labels)
+    return metrics.error_rate(), metrics.count
+
+
+def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int],
+                       clean_error: float, num_classes: int, baseline_errors: Optional[str]):
+    """Labelled mCE-15 / mCE-19 figures via :func:`official.robustness.summarize_corruptions`."""
+    from official import robustness
+    notes = []
+    full = list(severities) == [1, 2, 3, 4, 5]
+    baseline, baseline_clean = None, None
+    if baseline_errors:
+        baseline, baseline_clean = load_baseline_errors(baseline_errors)
+        normalization = "alexnet" if baseline == "alexnet" else "baseline"
+    elif num_classes == 1000:
+        baseline, normalization = "alexnet", "alexnet"
+    else:
+        normalization = "none"
+        notes.append("mCE not normalized: the model does not have 1000 (ImageNet) classes and "
+                     "no --baseline_errors was given; mean errors only")
+    if baseline is not None and not full:
+        notes.append(f"mCE not normalized: severities {list(severities)} evaluated, the "
+                     "normalization needs all five")
+        baseline, normalization = None, "none"
+    if baseline is None:
+        summary = robustness.summarize_corruptions(errors, clean_error, baseline={})
+    else:
+        if baseline == "alexnet":
+            summary = robustness.summarize_corruptions(errors, clean_error, baseline="alexnet")
+        elif baseline_clean is None:
+            summary = robustness.summarize_corruptions(errors, None, baseline=baseline)
+            notes.append("relative mCE omitted: the baseline has no clean error")
+        else:
+            summary = robustness.summarize_corruptions(errors, clean_error, baseline=baseline,
+                                                       baseline_clean_error=baseline_clean)
+    summary["normalization"] = normalization
+    summary["notes"] = notes
+    summary["errors"] = errors
+    summary["severities"] = list(severities)
+    return summary
+
+
+def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str = "latest",
+             batch_size: Optional[int] = None, dtype: Optional[str] = None,
+             corruptions: Optional[str] = None, severities="1..5", seed: int = 0,
+             corruption_dir: Optional[str] = None, baseline_errors: Optional[str] = None,
+             output_dir: Optional[str] = None, max_examples: Optional[int] = None,
+             benchmark_steps: int = 10, progress: bool = True, plots: bool = True) -> Dict[str, Any]:
+    """Runs the evaluation and writes its files; returns the result dict (see module doc)."""
+    corruption_names = parse_corruptions(corruptions)
+    severity_list = parse_severities(severities) if corruption_names else []
+    if corruption_dir and not corruption_names:
+        raise EvaluationError("--corruption_dir needs --corruptions (which ones to evaluate)")
+    if corruption_dir and not os.path.isdir(corruption_dir):
+        raise EvaluationError(f"--corruption_dir {corruption_dir!r} does not exist")
+    if batch_size is not None and int(batch_size) < 1:
+        raise EvaluationError(f"--batch_size must be >= 1, got {batch_size}")
+    if max_examples is not None and int(max_examples) < 1:
+        raise EvaluationError(f"--max_examples must be >= 1, got {max_examples}")
+    if baseline_errors and baseline_errors.strip().lower() != "alexnet":
+        load_baseline_errors(baseline_errors)  # fail early, before the long work
+
+    model, config, ckpt_dir = restore(model_dir, which, dtype)
+    num_classes = _num_classes(model)
+    info = _check_source(data, num_classes, config.data.label_offset)
+    if split is None:
+        split = config.data.eval_split
+    if split is None:
+        import data as data_lib
+        try:
+            split = data_lib.resolve_eval_split(data)
+        except ValueError as e:
+            raise EvaluationError(str(e)) from e
+    if split not in info.split_sizes:
+        raise EvaluationError(f"--data {data!r} has no split {split!r} "
+                              f"(splits: {sorted(info.split_sizes)})")
+    batch_size = int(batch_size or config.data.eval_batch_size or 64)
+    out_dir = output_dir or ckpt_dir
+    os.makedirs(out_dir, exist_ok=True)
+
+    import data as data_lib
+    stats = data_lib.DatasetStats()
+    ds = _take(_dataset(data, split, config, batch_size, num_classes, stats), max_examples,
+               batch_size)
+    total = _num_batches(info.split_sizes.get(split), batch_size, max_examples)
+    predict = _Predictor(model)
+    logger.info("evaluating %s (%s) on %s/%s", model_dir, os.path.basename(ckpt_dir), data, split)
+    metrics, first_batch, loop_seconds = evaluate_clean(predict, ds, num_classes, max_examples,
+                                                        total, progress)
+    if metrics.count == 0:
+        raise EvaluationError(f"split {split!r} of {data!r} gave no decodable example")
+    clean = metrics.result()
+
+    # Throughput on a full batch (repeat the first batch's images if the split is smaller).
+    reps = int(math.ceil(batch_size / first_batch.shape[0]))
+    bench_batch = np.concatenate([first_batch] * reps)[:batch_size]
+    throughput = benchmark(predict, bench_batch, benchmark_steps)
+    throughput.update(dtype=str(model.compute_dtype), variable_dtype=str(model.variable_dtype),
+                      device=device_description(),
+                      end_to_end_images_per_second=metrics.count / loop_seconds)
+
+    class_names = list(info.class_names) if info.class_names else config.data.class_names
+    details: Dict[str, Any] = {
+        "model_dir": os.path.abspath(model_dir),
+        "checkpoint": os.path.abspath(ckpt_dir),
+        "which": which,
+        "model": config.model.name,
+        "model_overrides": config.model_overrides(),
+        "num_classes": num_classes,
+        "image_size": config.model.image_size,
+        "eval_preprocess": config.data.eval_preprocess,
+        "normalization": config.data.normalization,
+        "data": data,
+        "split": split,
+        "num_examples": metrics.count,
+        "records_skipped": stats.records_skipped,
+        "nll": clean["nll"],
+        "calibration": clean["calibration"],
+        "per_class_accuracy": _per_class(metrics.cm, class_names),
+        "confusion_matrix": metrics.cm.tolist(),
+        "class_names": class_names,
+        "throughput": throughput,
+        "max_examples": max_examples,
+    }
+    prefix = os.path.join(out_dir, f"eval-{split}")
+    files = {"json": prefix + ".json"}
+    if plots:
+        files["confusion_png"] = prefix + "-confusion.png"
+
+    if corruption_names:
+        import tensorflow as tf  # noqa: F401  (tf.data iteration below)
+        errors: Dict[str, List[float]] = {}
+        counts: Dict[str, List[int]] = {}
+        for name in corruption_names:
+            errors[name], counts[name] = [], []
+            for severity in severity_list:
+                if corruption_dir:
+                    err, n = evaluate_corrupted_from_dir(
+                        predict, corruption_dir, split, config, batch_size, num_classes, name,
+                        severity, max_examples, progress)
+                else:
+                    cds = _take(_dataset(data, split, config, batch_size, num_classes),
+                                max_examples, batch_size)
+                    err, n = evaluate_corrupted_on_the_fly(
+                        predict, cds, config, num_classes, name, severity, seed, max_examples,
+                        total, progress)
+                errors[name].append(float(err))
+                counts[name].append(int(n))
+                logger.info("%s severity %d: top-1 error %.4f (%d images)", name, severity, err, n)
+        summary = corruption_summary(errors, severity_list, 1.0 - clean["top1"], num_classes,
+                                     baseline_errors)
+        summary["num_examples"] = counts
+        summary["source"] = corruption_dir or "on the fly (data.corruptions)"
+        summary["seed"] = seed
+        details["corruptions"] = summary
+        if plots:
+            files["corruptions_png"] = prefix + "-corruptions.png"
+
+    result = {
+        "top1": clean["top1"],
+        "top5": clean["top5"],
+        "ece": clean["ece"],
+        "images_per_second": throughput["images_per_second"],
+    }
+    if corruption_names:
+        for key in ("mCE-15", "mCE-19", "mean_error-15", "mean_error-19"):
+            if key in details["corruptions"]:
+                result[key] = details["corruptions"][key]
+    details["files"] = files
+    result["details"] = details
+
+    # Plots first (temp names), the JSON last: the JSON's presence means all is written.
+    if plots:
+        from official import plots as plot_lib
+        title = f"{config.model.name} on {os.path.basename(os.path.normpath(data))}/{split}"
+        _atomic_plot(plot_lib.plot_confusion_matrix, files["confusion_png"], metrics.cm,
+                     class_names, title=title)
+        if corruption_names:
+            _atomic_plot(plot_lib.plot_corruption_errors, files["corruptions_png"],
+                         {config.model.name: errors}, clean_errors={
+                             config.model.name: 1.0 - clean["top1"]}, title=title)
+    _atomic_write_json(files["json"], result)
+    return result
+
+
+def _per_class(cm: np.ndarray, class_names) -> Dict[str, Optional[float]]:
+    from official.metrics import per_class_accuracy
+    acc = per_class_accuracy(cm)
+    names = class_names if class_names and len(class_names) == len(acc) else [
+        str(i) for i in range(len(acc))]
+    return {str(n): a for n, a in zip(names, acc)}
+
+
+# ----------------------------------------------------------------------------- CLI
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m official.evaluate",
+        description="Evaluate a training run: top-1/top-5, ECE, throughput, corruption mCE.")
+    p.add_argument("--model_dir", required=True, help="training run directory (run_config.json)")
+    p.add_argument("--data", required=True, help="data source (zip, zip dir, image dir, "
+                   "TFRecord dir, tfds:NAME)")
+    p.add_argument("--split", default=None, help="default: the run's eval split, else "
+                   "validation/val/test")
+    p.add_argument("--which", default="latest", help="latest | best | a checkpoint name")
+    p.add_argument("--batch_size", type=int, default=None, help="default: the run's eval batch "
+                   "size, else 64")
+    p.add_argument("--dtype", default=None, choices=sorted(DTYPE_POLICIES),
+                   help="compute dtype (default: float32)")
+    p.add_argument("--corruptions", default=None, help="all | 15 | 19 | comma separated names")
+    p.add_argument("--severities", default="1..5", help="e.g. 1..5 or 1,3,5")
+    p.add_argument("--seed", type=int, default=0, help="seed of on-the-fly corruptions")
+    p.add_argument("--corruption_dir", default=None,
+                   help="directory written by python -m data.make_corruptions "
+                        "(default: corrupt on the fly)")
+    p.add_argument("--baseline_errors", default=None,
+                   help="JSON {corruption: [5 errors]} (or an eval-*.json) to normalize mCE "
+                        "by; 'alexnet' forces the AlexNet ImageNet-C errors")
+    p.add_argument("--output_dir", default=None, help="default: the checkpoint's directory")
+    p.add_argument("--max_examples", type=int, default=None,
+                   help="evaluate only the first N examples (smoke tests)")
+    p.add_argument("--benchmark_steps", type=int, default=10,
+                   help="timed forward passes for images_per_second")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    result = evaluate(args.model_dir, args.data, split=args.split, which=args.which,
+                      batch_size=args.batch_size, dtype=args.dtype,
+                      corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+                      corruption_dir=args.corruption_dir, baseline_errors=args.baseline_errors,
+                      output_dir=args.output_dir, max_examples=args.max_examples,
+                      benchmark_steps=args.benchmark_steps, progress=not args.no_progress,
+                      plots=not args.no_plots)
+    sys.stderr.flush()
+    print(json.dumps(result, sort_keys=True, default=_json_default), flush=True)
+    return result
+
+
+def run() -> None:
+    """Console script ``assemble-evaluate``: bad inputs exit with status 2 and one message."""
+    try:
+        main(sys.argv[1:])
+    except EvaluationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
