@@ -24,7 +24,7 @@ def define():
     flags.DEFINE_integer("checkpoint_every_steps", None, "Checkpoint period in steps (plus every epoch end).")
     flags.DEFINE_integer("keep_checkpoints", None, "Keep the last K checkpoints (plus the best).")
     flags.DEFINE_float("eval_every_epochs", None, "Evaluate every N epochs (and at the end); 0 = only at the end.")
-    flags.DEFINE_integer("eval_steps", None, "Eval batches (default: the whole split).")
+    flags.DEFINE_integer("eval_steps", None, "Eval batches (default: the whole split; 0 = no evaluation).")
     flags.DEFINE_integer("log_every_steps", None, "TensorBoard/console scalar period.")
     flags.DEFINE_integer("seed", None, "Seed of initialization and in-step randomness (default 0).")
     flags.DEFINE_boolean("deterministic", None, "tf.config.experimental.enable_op_determinism().")

@@ -251,16 +251,24 @@ def _is_head(path: str, head_layers=HEAD_LAYERS) -> bool:
     return path.split("/")[0] in head_layers
 
 
-def _h5_num_classes(weights_file: str) -> Optional[int]:
-    import h5py
-    found = []
+def _h5_num_classes(weights_file: str, model) -> Optional[int]:
+    """Classes of the head stored in a keras ``.weights.h5`` (``model``: same architecture).
 
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and "logits" in name.split("/") and obj.ndim == 2:
-            found.append(obj.shape[-1])
+    Keras 3 names the entries of a functional model by class (``layers/dense_1/vars/0``),
+    not by layer name, in ``model.layers`` order; the head is found the same way.
+    """
+    import h5py
+    from keras.src.utils import naming
+    try:
+        head = model.get_layer(HEAD_LAYERS[0])
+    except ValueError:
+        return None
+    same = [l for l in model.layers if l.__class__ is head.__class__]
+    base = naming.to_snake_case(head.__class__.__name__)
+    idx = same.index(head)
+    key = f"layers/{base if idx == 0 else f'{base}_{idx}'}/vars/0"
     with h5py.File(weights_file, "r") as f:
-        f.visititems(visit)
-    return found[0] if found else None
+        return int(f[key].shape[-1]) if key in f else None
 
 
 def warm_start(model, init_checkpoint: str, config: Optional[RunConfig] = None,
@@ -289,7 +297,9 @@ def warm_start(model, init_checkpoint: str, config: Optional[RunConfig] = None,
         else:
             if config is None:
                 raise ValueError("warm-starting from a bare weights file needs the target RunConfig")
-            source = build_model_from_config(config, num_classes=_h5_num_classes(weights_file))
+            probe = build_model_from_config(config)
+            k = _h5_num_classes(weights_file, probe)
+            source = probe if k in (None, config.model.num_classes) else build_model_from_config(config, k)
         try:
             source.load_weights(weights_file)
         except Exception as e:  # architecture mismatch inside keras' loader

@@ -102,7 +102,7 @@ class RuntimeConfig:
     checkpoint_every_steps: int = 1000
     keep_checkpoints: int = 3
     eval_every_epochs: float = 1.0
-    eval_steps: Optional[int] = None  # None: the whole eval split
+    eval_steps: Optional[int] = None  # None: the whole eval split; 0: no evaluation
     log_every_steps: int = 50
     seed: int = 0
     deterministic: bool = False

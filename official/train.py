@@ -409,7 +409,8 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
         epoch_end = step % steps_per_epoch == 0
         epoch = step // steps_per_epoch
         this_top1 = None
-        if (epoch_end and eval_every and epoch % eval_every == 0) or step == total_steps:
+        if cfg.runtime.eval_steps != 0 and ((epoch_end and eval_every and epoch % eval_every == 0)
+                                            or step == total_steps):
             backend.sync_to_variables()
             top1, top5, n = backend.evaluate(model)
             top1, top5 = float(top1), float(top5)
