@@ -539,29 +539,6 @@ _JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_layers_under_jax_backend():
-    # Cheap XLA CPU compilation: the check is about tracing / semantics, not speed; this cuts
-    # the subprocess' CPU time about 3x.
-    xla_flags = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
-                          "--xla_llvm_disable_expensive_passes=true"]).strip()
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags,
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")][-1]
-    results = json.loads(line[len("RESULTS "):])
-    for name, r in results.items():
-        if name == "jit_step":
-            assert r["finite"], r
-            continue
-        assert r["finite"], (name, r)
-        assert r["shape"] == [r["expected"], r["expected"]], (name, r)
-    assert 0.0 < results["DropBlock2D"]["dropped"] < 0.6
-    assert results["DropBlock2D"]["identity_at_inference"]
-    assert results["DropBlock2D"]["new_mask_next_step"]
-
-
 _TORCH_SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras
@@ -587,11 +564,76 @@ _TORCH_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+_HAS_TORCH = importlib.util.find_spec("torch") is not None
+_BACKEND_SCRIPTS = {"jax": _JAX_SCRIPT, "torch": _TORCH_SCRIPT}
+_BACKEND_RUNS = {}
+
+
+def _backend_run(backend):
+    """Starts (once) the subprocess that runs the layers under ``backend``."""
+    if backend not in _BACKEND_RUNS:
+        env = dict(os.environ, KERAS_BACKEND=backend,
+                   PYTHONPATH=os.pathsep.join([str(REPO_ROOT),
+                                               os.environ.get("PYTHONPATH", "")]))
+        if backend == "jax":
+            # Cheap XLA CPU compilation: the check is about tracing / semantics, not speed;
+            # this cuts the subprocess' CPU time about 3x.
+            env["JAX_PLATFORMS"] = "cpu"
+            env["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                         "--xla_backend_optimization_level=0",
+                                         "--xla_llvm_disable_expensive_passes=true"]).strip()
+        _BACKEND_RUNS[backend] = subprocess.Popen(
+            [sys.executable, "-c", _BACKEND_SCRIPTS[backend]], cwd=REPO_ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _BACKEND_RUNS[backend]
+
+
+def _backend_result(backend):
+    proc = _backend_run(backend)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{backend} subprocess timed out: {err[-2000:]}")
+    assert proc.returncode == 0, err[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prestart_backend_runs(request):
+    """The JAX / torch subprocesses start with the first test of this module and run beside
+    the in-process tests (they only wait on imports and XLA compilation)."""
+    selected = {item.name for item in request.session.items}
+    if "test_layers_under_jax_backend" in selected:
+        _backend_run("jax")
+    if _HAS_TORCH and "test_layers_under_torch_backend" in selected:
+        _backend_run("torch")
+    yield
+    for proc in _BACKEND_RUNS.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    _BACKEND_RUNS.clear()
+
+
+def test_layers_under_jax_backend():
+    out = _backend_result("jax")
+    line = [l for l in out.splitlines() if l.startswith("RESULTS ")][-1]
+    results = json.loads(line[len("RESULTS "):])
+    for name, r in results.items():
+        if name == "jit_step":
+            assert r["finite"], r
+            continue
+        assert r["finite"], (name, r)
+        assert r["shape"] == [r["expected"], r["expected"]], (name, r)
+    assert 0.0 < results["DropBlock2D"]["dropped"] < 0.6
+    assert results["DropBlock2D"]["identity_at_inference"]
+    assert results["DropBlock2D"]["new_mask_next_step"]
+
+
+
+
+@pytest.mark.skipif(not _HAS_TORCH, reason="torch not installed")
 def test_layers_under_torch_backend():
-    env = dict(os.environ, KERAS_BACKEND="torch",
-               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _TORCH_SCRIPT], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "TORCH OK" in proc.stdout
+    assert "TORCH OK" in _backend_result("torch")

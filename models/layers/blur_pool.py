@@ -1,8 +1,8 @@
 """Anti-aliased downsampling (BlurPool).
 
 Paper: Lee et al., 2020, "Compounding the Performance Improvements of Assembled Techniques
-in a Convolutional Neural Network", section 3.1 ("Anti-Alias downsampling", after Zhang,
-2019, "Making Convolutional Networks Shift-Invariant Again").
+in a Convolutional Neural Network" (arXiv:2001.06268), network tweak "anti-alias
+downsampling" (after Zhang, 2019, "Making Convolutional Networks Shift-Invariant Again").
 Official code: clovaai/assembled-cnn, ``network_tweaks/antialias.py`` (``AntiAliasing``) and
 ``nets/blocks.py`` (``anti_aliased_downsample``).
 

@@ -1,7 +1,7 @@
 """DropBlock (Ghiasi et al., 2018, https://arxiv.org/abs/1810.12890).
 
-Paper: Lee et al., 2020 (Assemble-ResNet), section 3.2 "DropBlock": applied in stages 3 and
-4 of ResNet-50 (the official code uses ``gamma_scale=0.25`` in stage 3 and ``1.0`` in stage
+Paper: Lee et al., 2020 (Assemble-ResNet, arXiv:2001.06268), regularization "DropBlock":
+applied in stages 3 and 4 of ResNet-50 (the official code uses ``gamma_scale=0.25`` in stage 3 and ``1.0`` in stage
 4, ``block_size=7``), keep probability decayed linearly from 1.0 to 0.9 over training.
 Official code: clovaai/assembled-cnn, ``regularization/dropblock.py`` (``DropBlock``) and
 ``nets/blocks.py`` (``dropblock``):

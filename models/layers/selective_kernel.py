@@ -1,11 +1,11 @@
 """Selective Kernel convolution (Li et al., 2019, "Selective Kernel Networks",
 https://arxiv.org/abs/1903.06586).
 
-Paper: Lee et al., 2020 (Assemble-ResNet), section 3.1 "Channel attention (SK)": the 3x3
-conv of every bottleneck is replaced by an SK unit. The paper's text and its Figure 2 say the
-two branches are a 3x3 and a (dilated) 5x5 kernel as in SKNet, but the paper also says that
-for speed they replaced it with a single 3x3 conv with twice the channels split in two, with
-r = 2 and L = 32.
+Paper: Lee et al., 2020 (Assemble-ResNet, arXiv:2001.06268), network tweak "channel
+attention (SK)": the 3x3 conv of every bottleneck is replaced by an SK unit. The SKNet unit
+has a 3x3 and a dilated 3x3 (the "5x5") branch with grouped convs; the official Assemble code
+uses a lighter form (below) with r = 2, L = 32. The paper's exact wording was not at hand
+while writing this: the official code is the reference we follow.
 Official code: clovaai/assembled-cnn, ``network_tweaks/selective_kernel.py`` (``SKBlock``) and
 ``nets/blocks.py`` (``sk_conv2d``):
 
@@ -23,8 +23,9 @@ select. SKNet uses ``groups=32``, ``ratio=16``, ``min_dim=32``; pass them explic
 
 Deviations: NHWC only. ``keras.layers.Conv2D`` does not allow ``strides > 1`` together with
 ``dilation_rate > 1``; such a branch runs its conv at stride 1 and keeps every
-``strides``-th row / column (identical output, more compute). BN defaults ``momentum=0.997, epsilon=1e-5`` match the official
-code (its flag default and ``batch_norm``). The attention softmax is computed in the layer's
+``strides``-th row / column (identical output, more compute). BN defaults
+``momentum=0.997, epsilon=1e-5`` match the official code (its flag default and
+``batch_norm``). The attention softmax is computed in the layer's
 compute dtype as in the official code's fp16 path.
 """
 import keras

@@ -1,7 +1,8 @@
 """Squeeze-and-Excitation (Hu et al., 2018, https://arxiv.org/abs/1709.01507).
 
-Paper: Lee et al., 2020 (Assemble-ResNet), section 3.1 "Channel attention (SE)": SE with
-reduction ratio 16 at the end of every bottleneck block (before the shortcut addition).
+Paper: Lee et al., 2020 (Assemble-ResNet, arXiv:2001.06268), network tweak "channel
+attention (SE)". In the official code SE (ratio 16) sits at the end of every bottleneck block,
+after the last BN (and DropBlock), before the shortcut addition.
 Official code: clovaai/assembled-cnn, ``network_tweaks/squeeze_excitation.py`` (``SEBlock``)
 and ``nets/blocks.py`` (``se_block``): GAP -> 1x1 conv ``C // ratio`` (no bias) -> ReLU ->
 1x1 conv ``C`` (no bias) -> sigmoid -> ``x * excitation``.
