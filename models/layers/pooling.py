@@ -1,7 +1,8 @@
 """Generalized-mean (GeM) pooling (Radenovic et al., 2018, https://arxiv.org/abs/1711.02512).
 
 Paper: Lee et al., 2020 (Assemble-ResNet, arXiv:2001.06268): GeM pooling is an option of
-the official code (``pool_type='gem'``) used for the transfer-learning / retrieval runs. Official code: clovaai/assembled-cnn, ``nets/blocks.py``
+the official code (``pool_type='gem'``) used for the transfer-learning / retrieval runs.
+Official code: clovaai/assembled-cnn, ``nets/blocks.py``
 (``generalized_mean_pooling``): cast fp16 to fp32, ``x = clip(x, eps, 1e12)``,
 ``pooled = N**(-1/p) * max(sum(x**p), eps)**(1/p)`` over the spatial axes (keepdims), with a
 fixed ``p = 3`` and ``eps = 1e-6``.
