@@ -411,9 +411,9 @@ class JaxBackend:
             ntv = list(ntv)
             pos = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
             for layer in models.drop_block_layers(model):
-                for v in layer.non_trainable_variables:
-                    if id(v) in pos:
-                        ntv[pos[id(v)]] = v.value
+                v = layer.keep_prob  # only it: other state (seed generators) lives in the jitted state
+                if id(v) in pos:
+                    ntv[pos[id(v)]] = v.value
             self._state = (tv, ntv, ov, ev)
 
     def evaluate(self, model):

@@ -185,3 +185,50 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(imagenette, tmp_pat
     train.train(tiny_config(tmp_path / "ref", imagenette, **fields), dump_final_weights=str(tmp_path / "ref.npz"))
     diff, worst = _max_diff(_load(tmp_path / "resumed.npz"), _load(tmp_path / "ref.npz"))
     assert diff == 0.0, f"resumed run differs from the uninterrupted one: max |diff| {diff} (worst {worst})"
+
+
+JAX_DRIVER = r"""
+import sys
+sys.modules["tensorflow"] = None  # a JAX machine without TensorFlow: any TF import fails
+import os, json
+os.environ["KERAS_BACKEND"] = "jax"
+from official import train
+from official.config import RunConfig
+cfg = RunConfig.from_json(sys.argv[1])
+r = train.train(cfg)
+import keras
+print("RESULT", json.dumps(dict(backend=keras.backend.backend(), step=r["step"], top1=r["eval_top1"],
+                                tf_loaded=sys.modules.get("tensorflow") is not None)))
+"""
+
+
+def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
+    """KERAS_BACKEND=jax, TensorFlow import blocked: the jitted stateless step trains a model
+    with DropBlock from an npz source; the checkpoint is then restored under TensorFlow and
+    gives the same eval top-1 (one checkpoint format for both backends)."""
+    import data
+    from official import checkpoints
+    sys.path.insert(0, TESTS_DIR)
+    from test_train import tiny_config
+    arrays = {}
+    for split, key, n in (("train", "train", 48), ("val", "eval", 32)):
+        ds = data.build_dataset(str(imagenette), split, training=(split == "train"), batch_size=n,
+                                image_size=32, seed=0)
+        x, y = next(iter(ds))
+        arrays[f"x_{key}"], arrays[f"y_{key}"] = x.numpy(), y.numpy()
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    cfg = tiny_config(tmp_path / "jax", f"npz:{tmp_path / 'tiny.npz'}", optimization__train_steps=4,
+                      runtime__checkpoint_every_steps=2, runtime__eval_steps=None,
+                      model__overrides={"width": 8, "layers": [1, 1, 1, 1], "drop_block": True},
+                      regularization__drop_block_keep_prob=[1.0, 0.8])
+    r = subprocess.run([sys.executable, "-c", JAX_DRIVER, cfg.to_json()], cwd=REPO_ROOT,
+                       env=dict(_env(), KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert res == dict(backend="jax", step=4, top1=res["top1"], tf_loaded=False)
+    state = checkpoints.read_state(checkpoints.checkpoint_path(str(tmp_path / "jax")))
+    assert state["backend"] == "jax" and state["drop_block_keep_prob"] == pytest.approx(1.0 - 0.2 * 3 / 4)
+    model, saved = checkpoints.restore_model(str(tmp_path / "jax"))
+    assert saved.backend == "jax"
+    pred = np.argmax(np.asarray(model(arrays["x_eval"], training=False)), -1)
+    assert float(np.mean(pred == arrays["y_eval"])) == pytest.approx(res["top1"])
