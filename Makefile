@@ -26,5 +26,11 @@ test: $(STAMP)
 summary: $(STAMP)
 	$(BIN)/python -m official.summary --model=$(MODEL)
 
+## Train the smoke recipe (a CPU learning check); DATA / MODEL_DIR can be overridden.
+DATA ?= $(if $(wildcard $(ASSEMBLE_DATA_DIR)/imagenette2-224),$(ASSEMBLE_DATA_DIR)/imagenette2-224,tfds:imagenette/160px)
+MODEL_DIR ?= runs/smoke
+train: $(STAMP)
+	$(BIN)/python -m official.train --flagfile=official/configs/smoke.cfg --data=$(DATA) --model_dir=$(MODEL_DIR)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
