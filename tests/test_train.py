@@ -299,3 +299,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(imagenette, tmp_pa
     if latest is not None:
         model, _ = checkpoints.restore_model(str(tmp_path / "nan"))
         assert all(np.isfinite(np.asarray(w.value)).all() for w in model.weights)
+
+
+def test_sigterm_saves_checkpoint_and_exits_cleanly(imagenette, tmp_path):
+    import signal
+    import threading
+    import time
+    from official import checkpoints, train
+    d = tmp_path / "term"
+    cfg = tiny_config(d, imagenette, optimization__train_steps=10_000, runtime__checkpoint_every_steps=10_000,
+                      runtime__eval_steps=0)
+
+    def killer():  # SIGTERM once training has started (the train log has a first scalar)
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((d / "train").glob("events*")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=killer, daemon=True).start()
+    r = train.train(cfg)
+    assert r["sigterm"] and not r["finished"] and 0 < r["step"] < 10_000
+    state = checkpoints.read_state(checkpoints.checkpoint_path(str(d)))
+    assert state["step"] == r["step"] and state["data_position"] == r["step"]
