@@ -219,15 +219,26 @@ def _augment_fn(autoaugment, randaugment):
                                                                  magnitude, seed)
 
 
-def _train_image(image_bytes, bbox, image_size, seed, augment, fused=True):
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    image = preprocessing.preprocess_for_train(image_bytes, image_size, seeds[0], bbox=bbox,
-                                               fused=fused)
-    if augment is not None:
-        # As in the paper: clip, cast to uint8, augment, back to float.
-        image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
-        image = augment(image, seeds[1])
-        image = tf.ensure_shape(tf.cast(image, tf.float32), [image_size, image_size, 3])
+def _image_fn(training, image_size, seed, augment, fused, eval_preprocess):
+    """(bytes, reason, bbox, c) -> float image in 0..255. Rejected records (reason != 0) decode
+    a tiny placeholder JPEG instead (no branch in the graph); they are filtered out later."""
+    placeholder = tf.constant(preprocessing.PLACEHOLDER_JPEG)
+
+    def image(data, reason, bbox, c):
+        data = tf.where(tf.equal(reason, 0), data, placeholder)
+        if not training:
+            return preprocessing.preprocess_for_eval(data, image_size, eval_preprocess)
+        # Per-element stateless seeds derived from (seed, stream position c).
+        base = tf.stack([tf.constant(seed, tf.int64), c])
+        image = preprocessing.preprocess_for_train(data, image_size, base, bbox=bbox,
+                                                   fused=fused)
+        if augment is not None:
+            # As in the paper: clip, cast to uint8, augment, back to float.
+            image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+            image = augment(image, base + tf.constant([0x5A17, 0], tf.int64))
+            image = tf.ensure_shape(tf.cast(image, tf.float32), [image_size, image_size, 3])
+        return image
+
     return image
 
 
@@ -363,6 +374,8 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
                     if table.labels is not None else None)
     k_logits = int(num_classes) if teacher_logits else 0
 
+    _image = _image_fn(training, image_size, seed, augment, _fused_crop, eval_preprocess)
+
     def load(c, index):
         data = read(index)
         bbox = None
@@ -375,17 +388,7 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
         else:
             label = tf.gather(labels_const, index)
         reason = preprocessing.check_image_bytes(data)
-        image_seed = tf.stack([tf.constant(seed, tf.int64), c])
-        if training:
-            image = tf.cond(
-                tf.equal(reason, 0),
-                lambda: _train_image(data, bbox, image_size, image_seed, augment, _fused_crop),
-                lambda: tf.zeros([image_size, image_size, 3]))
-        else:
-            image = tf.cond(
-                tf.equal(reason, 0),
-                lambda: preprocessing.preprocess_for_eval(data, image_size, eval_preprocess),
-                lambda: tf.zeros([out_size, out_size, 3]))
+        image = _image(data, reason, bbox, c)
         return {"image": image, "label": label, "logits": logits, "logit_ok": logit_ok,
                 "c": c, "reason": reason}
 
@@ -393,7 +396,21 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
                    teacher_logits, training, cache, out_size)
 
 
+PRELOAD_LIMIT_BYTES = 256 * 2 ** 20
+
+
 def _make_reader(table):
+    if table.kind == "range" and int(table.lengths.sum()) <= PRELOAD_LIMIT_BYTES:
+        # Small zips / TFRecords: hold the bytes in memory (one sequential read), so the
+        # parallel map gathers them without Python (no GIL) or file access per record.
+        reader = sources.ByteReader(table.files)
+        order = np.lexsort((table.offsets, table.file_ids))
+        blobs = [b""] * len(table)
+        for i in order:
+            blobs[i] = reader.read_range(table.file_ids[i], table.offsets[i], table.lengths[i])
+        del reader
+        blob_tensor = tf.constant(blobs)
+        return lambda index: tf.gather(blob_tensor, index)
     if table.kind == "file":
         paths = tf.constant(table.paths)
         return lambda index: tf.io.read_file(tf.gather(paths, index))
@@ -419,7 +436,12 @@ def _make_reader(table):
 
 def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher_logits,
             training, cache, out_size):
-    ds = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def load_and_normalize(*args):
+        e = load(*args)
+        e["image"] = preprocessing.normalize(e["image"], normalization)
+        return e
+
+    ds = stream.map(load_and_normalize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache and not training:
         ds = ds.cache()
     ds = ds.ignore_errors()  # corrupt data the byte check cannot see; found again as gaps
@@ -436,7 +458,7 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
         dep = tf.py_function(tracker.batch, [e["c"], labels, e["logit_ok"]], [])
         with tf.control_dependencies(dep if isinstance(dep, list) else [dep]):
             labels = tf.identity(labels)
-        images = preprocessing.normalize(e["image"], normalization)
+        images = e["image"]
         if teacher_logits:
             return images, {"label": labels, "teacher_logits": e["logits"]}
         return images, labels
@@ -500,6 +522,8 @@ def _build_tfds(source, split, training, batch, image_size, out_size, augment, s
             names.clear()
         return c
 
+    _image = _image_fn(training, image_size, seed, augment, fused_crop, eval_preprocess)
+
     def load(c, ex):
         data = ex["image"]
         label = tf.cast(ex["label"], tf.int32) - label_offset
@@ -507,17 +531,7 @@ def _build_tfds(source, split, training, batch, image_size, out_size, augment, s
         c = tf.cond(tf.equal(reason, 0), lambda: c,
                     lambda: tf.py_function(remember, [c, ex["tfds_id"]], tf.int64))
         c = tf.ensure_shape(c, [])
-        image_seed = tf.stack([tf.constant(seed, tf.int64), c])
-        if training:
-            image = tf.cond(
-                tf.equal(reason, 0),
-                lambda: _train_image(data, None, image_size, image_seed, augment, fused_crop),
-                lambda: tf.zeros([image_size, image_size, 3]))
-        else:
-            image = tf.cond(
-                tf.equal(reason, 0),
-                lambda: preprocessing.preprocess_for_eval(data, image_size, eval_preprocess),
-                lambda: tf.zeros([out_size, out_size, 3]))
+        image = _image(data, reason, None, c)
         return {"image": image, "label": label, "logits": tf.zeros([0]),
                 "logit_ok": tf.constant(True), "c": c, "reason": reason}
 
