@@ -19,8 +19,10 @@ def define():
     flags.DEFINE_float("label_smoothing", None, "Label smoothing epsilon (paper 0.1), default 0.")
     flags.DEFINE_enum("mixing", None, ["none", "mixup", "cutmix"], "Batch mixing (data.mixing.mix_batch).")
     flags.DEFINE_float("mixing_alpha", None, "Beta(alpha, alpha) of mixup/CutMix (default 0.2).")
-    flags.DEFINE_boolean("mixing_per_sample", None, "One lambda per sample instead of per batch.")
-    flags.DEFINE_string("mixing_form", None, "mix_batch 'form' argument (default 'paper').")
+    flags.DEFINE_boolean("mixing_per_sample", None, "One lambda per sample (default) instead of per batch.")
+    flags.DEFINE_enum("mixing_form", None, ["reverse", "double_batch"],
+                      "reverse: B -> B (default); double_batch: 2B -> B, the paper's mixup_type=1 "
+                      "(the loss is averaged over the B mixed samples).")
     flags.DEFINE_list("drop_block_keep_prob", None,
                       "DropBlock keep-prob start,end, linear over the run (paper 1.0,0.9).")
     flags.DEFINE_enum("distillation", None, ["none", "offline", "online"],

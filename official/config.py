@@ -78,8 +78,8 @@ class RegularizationConfig:
     label_smoothing: float = 0.0
     mixing: str = "none"  # none | mixup | cutmix
     mixing_alpha: float = 0.2
-    mixing_per_sample: bool = False
-    mixing_form: str = "paper"
+    mixing_per_sample: bool = True  # data.mixing.mix_batch default (paper's code: per sample)
+    mixing_form: str = "reverse"  # reverse (B -> B) | double_batch (paper's mixup_type=1: 2B -> B)
     drop_block_keep_prob: List[float] = dataclasses.field(default_factory=lambda: [1.0, 0.9])
     distillation: str = "none"  # none | offline (logits in TFRecords) | online (teacher model)
     distillation_weight: float = 1.0

@@ -161,6 +161,8 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         errors.append("--drop_block_keep_prob must be 'start,end' with values in (0, 1]")
     if o.lr_schedule == "piecewise" and len(o.piecewise_rates) != len(o.piecewise_boundaries) + 1:
         errors.append("--piecewise_rates needs exactly one more entry than --piecewise_boundaries")
+    if r.mixing != "none" and r.mixing_form == "double_batch" and o.batch_size % 2:
+        errors.append("--mixing_form=double_batch needs an even --batch_size (2B images -> B samples)")
     if o.batch_size <= 0:
         errors.append("--batch_size must be positive")
     if cfg.runtime.init_checkpoint and not os.path.exists(cfg.runtime.init_checkpoint):
@@ -320,11 +322,16 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
             ema_vars = [keras.Variable(v.value, trainable=False, aggregation="mean", name=f"ema_{i}")
                         for i, v in enumerate(model.trainable_variables)]
         teacher = load_teacher(cfg.regularization.teacher) if cfg.regularization.distillation == "online" else None
+        # in-step randomness (mixup/CutMix): a seed generator whose state is checkpointed
+        mix_seed = (keras.random.SeedGenerator(cfg.runtime.seed + 1)
+                    if cfg.regularization.mixing != "none" else None)
         latest = ckpt_lib.checkpoint_path(model_dir, "latest")
         step, resumed_from = 0, None
         if latest:
             state, ema_values = ckpt_lib.restore_training_state(latest, model, optimizer)
             step, resumed_from = int(state["step"]), latest
+            if mix_seed is not None and state.get("mix_seed_state") is not None:
+                mix_seed.state.assign(np.asarray(state["mix_seed_state"], dtype=mix_seed.state.dtype))
             if ema_vars is not None and ema_values is not None:
                 for v, x in zip(ema_vars, ema_values):
                     v.assign(x)
@@ -338,7 +345,7 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
 
     drop_blocks = models.drop_block_layers(model)
     kp_start, kp_end = cfg.regularization.drop_block_keep_prob
-    step_fn = backend.make_train_step(model, optimizer, teacher, ema_vars)
+    step_fn = backend.make_train_step(model, optimizer, teacher, ema_vars, mix_seed)
     batches = backend.train_batches(step)
 
     stop = {"sigterm": False}
@@ -359,7 +366,9 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     def state_dict(kp, top1=None):
         return dict(epoch=step / steps_per_epoch, data_position=step, drop_block_keep_prob=kp,
                     learning_rate=float(lr_schedule(step)), backend=backend_name, total_steps=total_steps,
-                    recipe=cfg.recipe, eval_top1=top1)
+                    recipe=cfg.recipe, eval_top1=top1,
+                    mix_seed_state=(np.asarray(keras.ops.convert_to_numpy(mix_seed.state.value)).tolist()
+                                    if mix_seed is not None else None))
 
     def save(kp, top1=None):
         backend.sync_to_variables()

@@ -43,20 +43,29 @@ def _per_replica_targets(cfg, images, labels, teacher, seed):
         targets = losses_lib.smooth_labels(ops.one_hot(labels, k), reg.label_smoothing)
         return images, targets, teacher
     from data import mixing
+    # Teacher *distributions* softmax(t/T) are mixed (paper's code), returned as logits T*log(p).
     return mixing.mix_batch(images, labels, num_classes=k, method=reg.mixing, alpha=reg.mixing_alpha,
                             per_sample=reg.mixing_per_sample, form=reg.mixing_form,
-                            label_smoothing=reg.label_smoothing, teacher_logits=teacher, seed=seed)
+                            label_smoothing=reg.label_smoothing, teacher_logits=teacher, seed=seed,
+                            teacher_temperature=(reg.distillation_temperature if teacher is not None else None))
+
+
+def output_fraction(cfg) -> float:
+    """Outputs per input image of the train step (0.5 for mixing form "double_batch": 2B -> B)."""
+    reg = cfg.regularization
+    return 0.5 if (reg.mixing != "none" and reg.mixing_form == "double_batch") else 1.0
 
 
 def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,
-               training=True, decayed=None, call=None):
+               training=True, decayed=None, call=None, targets=None):
     """Everything the train step computes, as per-example tensors plus scalars.
 
     Returns a dict: ``logits``, ``targets``, ``teacher_logits`` (after mixing / from the
     online teacher on the same mixed view), ``ce``, ``kd``, ``per_example`` (ce + w*kd) and
     ``l2`` (``sum(w^2)/2`` over the decayed variables, before multiplying by wd).
     """
-    images, targets, teacher_logits = _per_replica_targets(cfg, images, labels, teacher_logits, seed)
+    if targets is None:
+        images, targets, teacher_logits = _per_replica_targets(cfg, images, labels, teacher_logits, seed)
     if teacher_model is not None:
         teacher_logits = ops.stop_gradient(ops.cast(teacher_model(images, training=False), "float32"))
     logits = call(images) if call is not None else model(images, training=training)
@@ -124,22 +133,19 @@ class TFBackend:
         return self.strategy.experimental_distribute_dataset(ds)
 
     # ---- steps ------------------------------------------------------------------------
-    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None):
+    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None, mix_seed=None):
         tf, cfg, strategy = self.tf, self.cfg, self.strategy
-        global_batch = float(cfg.optimization.batch_size)
+        global_batch = float(cfg.optimization.batch_size) * output_fraction(cfg)
         n_rep = float(self.num_replicas)
         wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
         decayed = losses_lib.decayed_variables(model)
         tvars = model.trainable_variables
         ema_decay = cfg.optimization.ema_decay
-        base_seed = int(cfg.runtime.seed)
 
         def replica_fn(images, labels, step):
             labels, teacher = _split_labels(labels)
-            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-            seed = tf.stack([tf.cast(base_seed + 7919 * rid, tf.int32), tf.cast(step, tf.int32)])
             with tf.GradientTape() as tape:
-                t = loss_terms(cfg, model, images, labels, teacher, teacher_model, seed, decayed=decayed)
+                t = loss_terms(cfg, model, images, labels, teacher, teacher_model, mix_seed, decayed=decayed)
                 loss = tf.reduce_sum(t["per_example"]) / global_batch
                 if wd:
                     loss += wd * t["l2"] / n_rep
@@ -151,11 +157,12 @@ class TFBackend:
             if ema_vars is not None:
                 for e, w in zip(ema_vars, tvars):
                     e.assign(ema_decay * e + (1.0 - ema_decay) * tf.cast(w, e.dtype))
-            labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(t["logits"], -1), labels), tf.float32))
+            # train top-1 against the dominant class of the (mixed, smoothed) targets
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(t["logits"], -1), tf.argmax(t["targets"], -1)),
+                                            tf.float32))
             return dict(loss=loss,  # this replica's share; the SUM over replicas is the loss
                         ce=tf.reduce_sum(t["ce"]) / global_batch, kd=tf.reduce_sum(t["kd"]) / global_batch,
-                        l2=t["l2"] / n_rep, correct=correct, count=tf.cast(tf.shape(labels)[0], tf.float32))
+                        l2=t["l2"] / n_rep, correct=correct, count=tf.cast(tf.shape(t["logits"])[0], tf.float32))
 
         if cfg.optimization.jit_compile:
             replica_fn_c = tf.function(replica_fn, jit_compile=True)
@@ -178,6 +185,17 @@ class TFBackend:
 
     def evaluate(self, model):
         tf, strategy = self.tf, self.strategy
+        if getattr(self, "_eval_fn", (None, None))[0] is not model:  # trace once per model
+            self._eval_fn = (model, self._make_eval_fn(model))
+        ev = self._eval_fn[1]
+        tot = np.zeros(3)
+        for images, labels in self.eval_batches():
+            tot += np.array([float(v.numpy()) for v in ev(images, labels)])
+        n = max(tot[2], 1.0)
+        return tot[0] / n, tot[1] / n, int(tot[2])
+
+    def _make_eval_fn(self, model):
+        tf, strategy = self.tf, self.strategy
 
         @tf.function
         def ev(images, labels):
@@ -191,12 +209,7 @@ class TFBackend:
                 return top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
             out = strategy.run(fn, args=(images, labels))
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
-
-        tot = np.zeros(3)
-        for images, labels in self.eval_batches():
-            tot += np.array([float(v.numpy()) for v in ev(images, labels)])
-        n = max(tot[2], 1.0)
-        return tot[0] / n, tot[1] / n, int(tot[2])
+        return ev
 
     def sync_to_variables(self):
         pass
@@ -331,7 +344,7 @@ class JaxBackend:
         shim.tf, shim.cfg = tf, self.cfg
         return shim
 
-    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None):
+    def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None, mix_seed=None):
         jax, cfg = self.jax, self.cfg
         if teacher_model is not None:
             raise ValueError("online distillation is implemented on the TensorFlow path only")
@@ -342,35 +355,39 @@ class JaxBackend:
         if not optimizer.built:
             optimizer.build(tvars)
         ema_decay = cfg.optimization.ema_decay
-        base_seed = int(cfg.runtime.seed)
 
-        def loss_fn(tv, ntv, images, labels, teacher, seed):
+        def loss_fn(tv, ntv, images, targets, teacher):
             out = {}
 
             def call(x):
                 logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
                 out["ntv"] = new_ntv
                 return logits
-            t = loss_terms(cfg, model, images, labels, teacher, None, seed,
-                           decayed=[tv[i] for i in decayed_idx], call=call)
+            t = loss_terms(cfg, model, images, None, teacher, None, None,
+                           decayed=[tv[i] for i in decayed_idx], call=call, targets=targets)
             loss = ops.mean(t["per_example"]) + wd * t["l2"]
             return loss, (out["ntv"], t)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-        def step(tv, ntv, ov, ev, images, labels, teacher, step_i):
-            seed = jax.numpy.stack([jax.numpy.int32(base_seed), step_i.astype("int32")])
-            (loss, (ntv, t)), grads = grad_fn(tv, ntv, images, labels, teacher, seed)
+        def step(tv, ntv, ov, ev, seed_state, images, labels, teacher):
+            if mix_seed is not None:  # the mixing seed generator, statelessly
+                with keras.StatelessScope(state_mapping=[(mix_seed.state, seed_state)]) as scope:
+                    images, targets, teacher = _per_replica_targets(cfg, images, labels, teacher, mix_seed)
+                    seed_state = scope.get_current_value(mix_seed.state)
+            else:
+                images, targets, teacher = _per_replica_targets(cfg, images, labels, teacher, None)
+            (loss, (ntv, t)), grads = grad_fn(tv, ntv, images, targets, teacher)
             tv, ov = optimizer.stateless_apply(ov, grads, tv)
             if ev is not None:
                 ev = [ema_decay * e + (1 - ema_decay) * w for e, w in zip(ev, tv)]
-            correct = ops.sum(ops.cast(ops.argmax(t["logits"], -1) == ops.reshape(labels, (-1,)), "float32"))
+            correct = ops.sum(ops.cast(ops.argmax(t["logits"], -1) == ops.argmax(t["targets"], -1), "float32"))
             metrics = dict(loss=loss, ce=ops.mean(t["ce"]), kd=ops.mean(t["kd"]), l2=t["l2"],
-                           top1=correct / ops.cast(ops.shape(labels)[0], "float32"))
-            return tv, ntv, ov, ev, metrics
+                           top1=correct / ops.cast(ops.shape(t["logits"])[0], "float32"))
+            return tv, ntv, ov, ev, seed_state, metrics
 
         jstep = jax.jit(step, donate_argnums=(0, 1, 2))
-        self._model, self._optimizer, self._ema = model, optimizer, ema_vars
+        self._model, self._optimizer, self._ema, self._mix_seed = model, optimizer, ema_vars, mix_seed
         self._state = None
 
         def step_fn(iterator, step_i):
@@ -378,12 +395,13 @@ class JaxBackend:
                 self._state = ([v.value for v in model.trainable_variables],
                                [v.value for v in model.non_trainable_variables],
                                [v.value for v in optimizer.variables],
-                               [v.value for v in ema_vars] if ema_vars is not None else None)
+                               [v.value for v in ema_vars] if ema_vars is not None else None,
+                               mix_seed.state.value if mix_seed is not None else None)
             images, labels = next(iterator)
             labels, teacher = _split_labels(labels)
-            tv, ntv, ov, ev = self._state
-            tv, ntv, ov, ev, m = jstep(tv, ntv, ov, ev, images, labels, teacher, jax.numpy.int32(step_i))
-            self._state = (tv, ntv, ov, ev)
+            tv, ntv, ov, ev, ss = self._state
+            tv, ntv, ov, ev, ss, m = jstep(tv, ntv, ov, ev, ss, images, labels, teacher)
+            self._state = (tv, ntv, ov, ev, ss)
             return {k: float(v) for k, v in m.items()}
         return step_fn
 
@@ -391,7 +409,9 @@ class JaxBackend:
         """Writes the jitted state back into the keras variables (before eval/checkpoint)."""
         if self._state is None:
             return
-        tv, ntv, ov, ev = self._state
+        tv, ntv, ov, ev, ss = self._state
+        if ss is not None:
+            self._mix_seed.state.assign(ss)
         for v, x in zip(self._model.trainable_variables, tv):
             v.assign(x)
         for v, x in zip(self._model.non_trainable_variables, ntv):
@@ -407,14 +427,14 @@ class JaxBackend:
         import models
         models.set_drop_block_keep_prob(model, keep_prob)
         if self._state is not None:  # patch the keep-prob variables inside the jitted state
-            tv, ntv, ov, ev = self._state
+            tv, ntv, ov, ev, ss = self._state
             ntv = list(ntv)
             pos = {id(v): i for i, v in enumerate(model.non_trainable_variables)}
             for layer in models.drop_block_layers(model):
                 v = layer.keep_prob  # only it: other state (seed generators) lives in the jitted state
                 if id(v) in pos:
                     ntv[pos[id(v)]] = v.value
-            self._state = (tv, ntv, ov, ev)
+            self._state = (tv, ntv, ov, ev, ss)
 
     def evaluate(self, model):
         jax = self.jax

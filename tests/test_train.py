@@ -320,3 +320,16 @@ def test_sigterm_saves_checkpoint_and_exits_cleanly(imagenette, tmp_path):
     assert r["sigterm"] and not r["finished"] and 0 < r["step"] < 10_000
     state = checkpoints.read_state(checkpoints.checkpoint_path(str(d)))
     assert state["step"] == r["step"] and state["data_position"] == r["step"]
+
+
+@pytest.mark.parametrize("method,form", [("mixup", "double_batch"), ("cutmix", "reverse")])
+def test_mixing_in_the_train_step(imagenette, tmp_path, method, form):
+    """mix_batch runs inside the step; its seed-generator state is checkpointed for resumption."""
+    from official import checkpoints, train
+    cfg = tiny_config(tmp_path / method, imagenette, regularization__mixing=method,
+                      regularization__mixing_form=form, regularization__label_smoothing=0.1,
+                      runtime__eval_steps=0)
+    r = train.train(cfg)
+    assert r["finished"]
+    state = checkpoints.read_state(checkpoints.checkpoint_path(str(tmp_path / method)))
+    assert state["mix_seed_state"] is not None and state["mix_seed_state"] != [cfg.runtime.seed + 1, 0]

@@ -204,7 +204,7 @@ print("RESULT", json.dumps(dict(backend=keras.backend.backend(), step=r["step"],
 
 def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     """KERAS_BACKEND=jax, TensorFlow import blocked: the jitted stateless step trains a model
-    with DropBlock from an npz source; the checkpoint is then restored under TensorFlow and
+    with DropBlock and mixup (seed generator threaded statelessly) from an npz source; the checkpoint is then restored under TensorFlow and
     gives the same eval top-1 (one checkpoint format for both backends)."""
     import data
     from official import checkpoints
@@ -220,7 +220,7 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     cfg = tiny_config(tmp_path / "jax", f"npz:{tmp_path / 'tiny.npz'}", optimization__train_steps=4,
                       runtime__checkpoint_every_steps=2, runtime__eval_steps=None,
                       model__overrides={"width": 8, "layers": [1, 1, 1, 1], "drop_block": True},
-                      regularization__drop_block_keep_prob=[1.0, 0.8])
+                      regularization__drop_block_keep_prob=[1.0, 0.8], regularization__mixing="mixup")
     r = subprocess.run([sys.executable, "-c", JAX_DRIVER, cfg.to_json()], cwd=REPO_ROOT,
                        env=dict(_env(), KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
