@@ -48,6 +48,12 @@ runs use ``"mean"`` (mean subtraction only); fine-tuning converted weights shoul
 ``mean_std``. The converter writes ``OUT.json`` beside the weights with the model name,
 overrides, class count and this normalization so a run can be configured to match.
 
+Process note: only ``torch.load`` is used here (no torchvision / timm import). Importing
+torchvision or timm *after* TensorFlow crashes the process with the CUDA build of torch 2.14.1
+(its ``triton`` extension clashes with TensorFlow's; seen with TF 2.21), so code that needs
+both imports torch, torchvision and timm first, or runs them in another process, as
+``tests/test_convert.py`` does.
+
 Deviation from the paper's code: the official repository converts nothing from PyTorch (it
 starts from TF checkpoints); this tool exists so that pretrained ImageNet weights from the
 PyTorch ecosystem can initialize fine-tuning (``--init_checkpoint OUT.weights.h5``).
@@ -312,12 +318,14 @@ def convert(source: str, arch: str, checkpoint: str, output: str,
                          f"supported: {list(supported_archs(source))}")
     if not output.endswith(".weights.h5"):
         raise ValueError(f"--output must end with .weights.h5 (Keras weights file), got {output!r}")
+    # Read the checkpoint (imports torch) before TensorFlow is imported through ``models``:
+    # importing torch's triton after TensorFlow crashes the process (see the module doc).
+    state_dict = load_torch_state_dict(checkpoint)
     import models
     cfg = models.get_model_config(arch)
     if abs(cfg.bn_epsilon - TORCH_BN_EPSILON) > 1e-12:
         raise ValueError(f"model {arch!r} has bn_epsilon={cfg.bn_epsilon}; PyTorch's batch norm "
                          f"uses {TORCH_BN_EPSILON}, so the converted network would differ")
-    state_dict = load_torch_state_dict(checkpoint)
     ckpt_classes = _head_classes(state_dict)
     if ckpt_classes is None:
         raise ValueError(f"--checkpoint {checkpoint!r} has no fc.weight: not a {source} "

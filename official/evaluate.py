@@ -267,9 +267,9 @@ def _check_run_dir(model_dir: str) -> None:
 
 def restore(model_dir: str, which: str, dtype: Optional[str] = None):
     """``(model, run_config, checkpoint_dir)``, with clear errors for a bad run directory."""
+    _check_run_dir(model_dir)
     import keras
     from official import checkpoints
-    _check_run_dir(model_dir)
     ckpt = checkpoints.checkpoint_path(model_dir, which)
     if ckpt is None:
         raise EvaluationError(f"--model_dir {model_dir!r} has no {which!r} checkpoint "
@@ -428,6 +428,14 @@ def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int]
         else:
             summary = robustness.summarize_corruptions(errors, clean_error, baseline=baseline,
                                                        baseline_clean_error=baseline_clean)
+    evaluated = {"corruptions": list(errors),
+                 "mean_error": robustness.mean_corruption_error(errors)}
+    if baseline is not None:
+        try:
+            evaluated["mCE"] = robustness.mce(errors, baseline, list(errors))
+        except ValueError as e:  # a corruption the baseline lacks
+            notes.append(f"mCE over the evaluated corruptions not computed: {e}")
+    summary["evaluated"] = evaluated
     summary["normalization"] = normalization
     summary["notes"] = notes
     summary["errors"] = errors

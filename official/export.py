@@ -105,7 +105,7 @@ def float_model(model, config):
         outputs["embedding"] = net.get_layer("embedding").output
     except ValueError:
         pass
-    return keras.Model(net.inputs, outputs, name=f"{net.name}_serving"), free
+    return keras.Model(net.input, outputs, name=f"{net.name}_serving"), free
 
 
 def _head(outputs, top_k):
@@ -290,18 +290,17 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
            tflite: bool = False, overwrite: bool = False, verify: bool = True) -> Dict[str, Any]:
     """Writes the SavedModel (and TFLite files) to ``export_dir`` atomically; returns the
     metadata written to ``export_dir/export_metadata.json``."""
-    import keras
-    from official import checkpoints
-
     if int(max_pixels) < 1:
         raise ExportError(f"--max_pixels must be >= 1, got {max_pixels}")
     if int(top_k) < 1:
         raise ExportError(f"--top_k must be >= 1, got {top_k}")
+    _check_run_dir(model_dir)
+    import keras
+    from official import checkpoints
     if keras.backend.backend() != "tensorflow":
         raise ExportError("SavedModel export needs the TensorFlow backend "
                           f"(KERAS_BACKEND={keras.backend.backend()}); run with "
                           "KERAS_BACKEND=tensorflow")
-    _check_run_dir(model_dir)
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
         if not os.path.isdir(export_dir) or os.listdir(export_dir):

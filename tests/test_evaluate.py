@@ -1,0 +1,236 @@
+"""Tests of official.metrics and official.evaluate (issue 5).
+
+A tiny ResNet-18 (width 16, 32x32 inputs, 10 classes) run directory is written once per module
+with the trainer's own functions (official.checkpoints), and evaluated on the real Imagenette
+validation split (shared data, `require_data`), limited to a few dozen images.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, require_data
+from official import metrics as M
+
+IMAGE_SIZE = 32
+
+
+# ----------------------------------------------------------------------------- metrics
+def _brute_topk(scores, labels, k):
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.mean([labels[i] in order[i] for i in range(len(labels))])
+
+
+def test_topk_matches_argsort():
+    rng = np.random.RandomState(0)
+    scores = rng.randn(200, 12)
+    scores[:5] = 0.0  # ties: lower index wins, like a stable argsort
+    labels = rng.randint(0, 12, 200)
+    for k in (1, 3, 5, 12):
+        assert M.topk_accuracy(scores, labels, k) == pytest.approx(_brute_topk(scores, labels, k))
+    assert M.topk_accuracy(scores, labels, 20) == 1.0
+
+
+def test_ece_matches_definition():
+    rng = np.random.RandomState(1)
+    probs = M.softmax(rng.randn(500, 7) * 2)
+    labels = rng.randint(0, 7, 500)
+    conf, pred = probs.max(1), probs.argmax(1)
+    ece = 0.0
+    for b in range(10):
+        lo, hi = b / 10, (b + 1) / 10
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs((pred[sel] == labels[sel]).mean() - conf[sel].mean())
+    assert M.expected_calibration_error(probs, labels, 10) == pytest.approx(ece, abs=1e-12)
+    # Perfectly calibrated one-hot predictions that are always right: ECE 0.
+    onehot = np.eye(7)[labels]
+    assert M.expected_calibration_error(onehot, labels) == pytest.approx(0.0)
+    # Always confident and always wrong: ECE 1.
+    assert M.expected_calibration_error(np.eye(7)[(labels + 1) % 7], labels) == pytest.approx(1.0)
+
+
+def test_confusion_matrix_and_streaming_equal_batch():
+    rng = np.random.RandomState(2)
+    logits = rng.randn(300, 10) * 3
+    labels = rng.randint(0, 10, 300)
+    cm = M.confusion_matrix(labels, logits.argmax(1), 10)
+    assert cm.sum() == 300 and cm[labels[0], logits[0].argmax()] >= 1
+    assert np.trace(cm) == (logits.argmax(1) == labels).sum()
+    stream = M.ClassificationMetrics(10)
+    for i in range(0, 300, 64):
+        stream.update(logits[i:i + 64], labels[i:i + 64])
+    r = stream.result()
+    assert r["top1"] == pytest.approx(M.topk_accuracy(logits, labels, 1))
+    assert r["top5"] == pytest.approx(M.topk_accuracy(logits, labels, 5))
+    assert r["ece"] == pytest.approx(M.expected_calibration_error(M.softmax(logits), labels))
+    np.testing.assert_array_equal(stream.cm, cm)
+    assert r["num_examples"] == 300 and sum(r["calibration"]["count"]) == 300
+    with pytest.raises(ValueError, match="classes"):
+        stream.update(logits[:, :5], labels % 5)
+    with pytest.raises(ValueError, match="labels must lie"):
+        M.topk_correct(logits, labels + 10, 1)
+
+
+# ----------------------------------------------------------------------------- run dirs
+def _make_run(model_dir, num_classes=10, name="resnet18", overrides=None):
+    """A run directory written with the trainer's functions (weights BN-calibrated)."""
+    import keras
+    from official import checkpoints
+    from official.config import DataConfig, ModelConfig, RunConfig
+    config = RunConfig(
+        model=ModelConfig(name=name, num_classes=num_classes, image_size=IMAGE_SIZE,
+                          overrides=dict(overrides or {"width": 16})),
+        data=DataConfig(source="imagenette2-224", eval_preprocess="imagenet",
+                        normalization="mean", eval_batch_size=16))
+    checkpoints.save_run_config(str(model_dir), config)
+    model = checkpoints.build_model_from_config(config)
+    x = np.random.RandomState(0).normal(0, 60, (16, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    feats = keras.Model(model.input, [l.input for l in bns])(x, training=True)
+    for layer, f in zip(bns, feats):
+        f = np.asarray(f)
+        layer.moving_mean.assign(f.mean(axis=(0, 1, 2)))
+        layer.moving_variance.assign(f.var(axis=(0, 1, 2)) + 1e-3)
+    checkpoints.CheckpointManager(str(model_dir)).save(1, model, top1=0.1)
+    return str(model_dir)
+
+
+@pytest.fixture(scope="module")
+def imagenette():
+    return str(require_data("imagenette2-224"))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return _make_run(tmp_path_factory.mktemp("eval_run") / "run")
+
+
+# ----------------------------------------------------------------------------- evaluate
+def test_evaluate_cli_main_prints_json_last_line(run_dir, imagenette, tmp_path, capsys):
+    from official import evaluate as E
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"brightness": [0.5, 0.55, 0.6, 0.65, 0.7],
+                                    "clean_error": 0.4}))
+    out_dir = tmp_path / "out"
+    E.main(["--model_dir", run_dir, "--data", imagenette, "--batch_size", "16",
+            "--max_examples", "40", "--corruptions", "brightness", "--severities", "1..5",
+            "--baseline_errors", str(baseline), "--output_dir", str(out_dir),
+            "--benchmark_steps", "2", "--no_progress"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    for key in ("top1", "top5", "ece", "images_per_second", "details"):
+        assert key in result
+    d = result["details"]
+    assert d["num_examples"] == 40 and d["split"] == "val" and d["num_classes"] == 10
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0 and 0.0 <= result["ece"] <= 1.0
+    cm = np.asarray(d["confusion_matrix"])
+    assert cm.sum() == 40 and np.trace(cm) / 40 == pytest.approx(result["top1"])
+    tp = d["throughput"]
+    assert result["images_per_second"] > 0 and tp["batch_size"] == 16
+    assert tp["dtype"] == "float32" and tp["device"]["type"] in ("CPU", "GPU")
+    c = d["corruptions"]
+    assert c["severities"] == [1, 2, 3, 4, 5] and len(c["errors"]["brightness"]) == 5
+    assert c["normalization"] == "baseline"
+    # CE of brightness = 100 * sum(E_s) / sum(baseline E_s); the subset mCE is that CE.
+    expected = 100 * sum(c["errors"]["brightness"]) / sum([0.5, 0.55, 0.6, 0.65, 0.7])
+    assert c["per_corruption"]["brightness"]["ce"] == pytest.approx(expected)
+    assert c["evaluated"]["mCE"] == pytest.approx(expected)
+    assert "mCE-15" not in result  # only one corruption evaluated
+    # Files: the JSON equals what was printed; both plots exist.
+    with open(d["files"]["json"]) as f:
+        assert json.load(f)["top1"] == result["top1"]
+    for key in ("confusion_png", "corruptions_png"):
+        with open(d["files"][key], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in os.listdir(out_dir) if ".tmp-" in p]
+
+
+def test_evaluate_default_output_beside_checkpoint(run_dir, imagenette):
+    from official import checkpoints
+    from official import evaluate as E
+    result = E.evaluate(run_dir, imagenette, max_examples=16, batch_size=16, benchmark_steps=1,
+                        progress=False, plots=False)
+    ckpt = checkpoints.checkpoint_path(run_dir, "latest")
+    assert result["details"]["files"]["json"] == os.path.join(ckpt, "eval-val.json")
+    assert os.path.exists(os.path.join(ckpt, "eval-val.json"))
+
+
+def test_corruption_dir_source(run_dir, imagenette, tmp_path):
+    """--corruption_dir reads DIR/<corruption>/<severity>/<split>/<class>/<image>."""
+    import zipfile
+    from official import evaluate as E
+    z = zipfile.ZipFile(os.path.join(imagenette, "val.zip"))
+    first = {}
+    for n in z.namelist():
+        parts = n.split("/")
+        if len(parts) == 3 and parts[2] and parts[1] not in first:
+            first[parts[1]] = n
+    root = tmp_path / "corrupted"
+    for cls, member in first.items():
+        d = root / "fog" / "2" / "val" / cls
+        d.mkdir(parents=True)
+        (d / os.path.basename(member)).write_bytes(z.read(member))
+    result = E.evaluate(run_dir, imagenette, max_examples=16, batch_size=8, benchmark_steps=1,
+                        corruptions="fog", severities="2", corruption_dir=str(root),
+                        output_dir=str(tmp_path / "o"), progress=False, plots=False)
+    c = result["details"]["corruptions"]
+    assert c["num_examples"]["fog"] == [10] and 0.0 <= c["errors"]["fog"][0] <= 1.0
+    assert c["normalization"] == "none" and c["notes"]
+    with pytest.raises(E.EvaluationError, match="no fog/3"):
+        E.evaluate(run_dir, imagenette, max_examples=8, batch_size=8, corruptions="fog",
+                   severities="3", corruption_dir=str(root), output_dir=str(tmp_path / "o2"),
+                   progress=False, plots=False)
+
+
+def test_corruption_summary_alexnet_labels_15_and_19():
+    from official import evaluate as E
+    from official import robustness
+    rng = np.random.RandomState(0)
+    errors = {c: list(rng.uniform(0.2, 0.8, 5)) for c in robustness.CORRUPTIONS_19}
+    s = E.corruption_summary(errors, [1, 2, 3, 4, 5], 0.25, 1000, None)
+    assert s["normalization"] == "alexnet"
+    assert s["mCE-15"] == pytest.approx(robustness.mce(errors, "alexnet",
+                                                       robustness.CORRUPTIONS_15))
+    assert s["mCE-19"] == pytest.approx(robustness.mce(errors, "alexnet",
+                                                       robustness.CORRUPTIONS_19))
+    # Not ImageNet and no baseline: unnormalized only, with a note.
+    s = E.corruption_summary(errors, [1, 2, 3, 4, 5], 0.25, 10, None)
+    assert "mCE-15" not in s and "mean_error-15" in s and s["notes"]
+
+
+def test_class_count_mismatch_is_a_clear_error(tmp_path, imagenette):
+    from official import evaluate as E
+    run = _make_run(tmp_path / "run5", num_classes=5)
+    with pytest.raises(E.EvaluationError, match="has 10 classes but the model has 5"):
+        E.evaluate(run, imagenette, max_examples=8, progress=False)
+    ckpt_dir = os.path.join(run, "checkpoints")
+    leftovers = [f for _, _, files in os.walk(ckpt_dir) for f in files if f.startswith("eval")]
+    assert leftovers == []
+
+
+def test_bad_arguments():
+    from official import evaluate as E
+    assert E.parse_severities("1..5") == [1, 2, 3, 4, 5]
+    assert E.parse_severities("3,1") == [1, 3]
+    with pytest.raises(E.EvaluationError):
+        E.parse_severities("0,6")
+    assert len(E.parse_corruptions("15")) == 15 and len(E.parse_corruptions("all")) == 19
+    with pytest.raises(E.EvaluationError, match="unknown"):
+        E.parse_corruptions("fog,nope")
+
+
+def test_model_dir_without_config_cli_error(tmp_path):
+    """The console entry point: one clear line on stderr, exit status 2, nothing written."""
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from official.evaluate import run; "
+         "sys.argv = ['assemble-evaluate', '--model_dir', sys.argv[1], '--data', 'x']; run()",
+         str(empty)], cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "no run_config.json" in proc.stderr and "not a training run directory" in proc.stderr
+    assert os.listdir(empty) == []
