@@ -42,12 +42,31 @@ def _per_replica_targets(cfg, images, labels, teacher, seed):
     if reg.mixing == "none":
         targets = losses_lib.smooth_labels(ops.one_hot(labels, k), reg.label_smoothing)
         return images, targets, teacher
-    from data import mixing
+    mixing = _mixing_module()
     # Teacher *distributions* softmax(t/T) are mixed (paper's code), returned as logits T*log(p).
     return mixing.mix_batch(images, labels, num_classes=k, method=reg.mixing, alpha=reg.mixing_alpha,
                             per_sample=reg.mixing_per_sample, form=reg.mixing_form,
                             label_smoothing=reg.label_smoothing, teacher_logits=teacher, seed=seed,
                             teacher_temperature=(reg.distillation_temperature if teacher is not None else None))
+
+
+def _mixing_module():
+    """``data.mixing`` (keras.ops only). ``data/__init__`` imports TensorFlow (the tf.data
+    pipeline), so on a JAX machine without TensorFlow the file is loaded on its own."""
+    import sys
+    if "data.mixing" in sys.modules:
+        return sys.modules["data.mixing"]
+    try:
+        from data import mixing
+        return mixing
+    except ImportError:
+        import importlib.util
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mixing.py")
+        spec = importlib.util.spec_from_file_location("assemble_data_mixing", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["assemble_data_mixing"] = module
+        return module
 
 
 def output_fraction(cfg) -> float:
