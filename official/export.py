@@ -81,6 +81,11 @@ PROB_TOLERANCE = 1e-5
 METADATA = "export_metadata.json"
 
 
+def _log(message: str) -> None:
+    """Progress lines on stderr (stdout carries only the final JSON)."""
+    print(f"[export] {message}", file=sys.stderr, flush=True)
+
+
 class ExportError(ValueError):
     """A bad input (run directory, export directory, arguments): a one-line CLI message."""
 
@@ -308,6 +313,7 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
     ckpt = checkpoints.checkpoint_path(model_dir, which)
     if ckpt is None:
         raise ExportError(f"--model_dir {model_dir!r} has no {which!r} checkpoint")
+    _log(f"restoring {ckpt}")
     try:
         model, config = checkpoints.restore_model(model_dir, which)
     except (ValueError, FileNotFoundError) as e:
@@ -319,6 +325,7 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
     try:
         start = time.time()
         archive, serving, info = _build_archive(model, config, int(max_pixels), int(top_k))
+        _log(f"writing the SavedModel to {tmp}")
         archive.write_out(tmp, verbose=False)
         metadata: Dict[str, Any] = {
             "model_dir": os.path.abspath(model_dir),
@@ -343,6 +350,7 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
         }
         if verify:
             import tensorflow as tf
+            _log("reloading the SavedModel and comparing it with the Keras model")
             loaded = tf.saved_model.load(tmp)
             check = _compare(loaded, model, info["crop_size"])
             metadata["verification"] = check
@@ -351,6 +359,7 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
                 raise RuntimeError(f"the exported SavedModel does not match the Keras model: "
                                    f"{check}")
         if tflite:
+            _log("converting to TFLite (float and dynamic-range quantized)")
             metadata["tflite"] = {k: os.path.relpath(v, tmp) for k, v in export_tflite(
                 serving, info["crop_size"], os.path.join(tmp, "tflite")).items()}
         metadata["export_seconds"] = time.time() - start
@@ -369,6 +378,7 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     metadata["export_dir"] = export_dir
+    _log(f"done: {export_dir}")
     return metadata
 
 
