@@ -114,8 +114,8 @@ def _have(*names):
 
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
-    if not _have("torch", "timm"):
-        pytest.skip("torch and timm are not installed: pip install torch==2.14.1 "
+    if not _have("torch", "torchvision", "timm"):
+        pytest.skip("torch, torchvision and timm are not installed: pip install torch==2.14.1 "
                     "torchvision==0.29.1 timm")
     out = tmp_path_factory.mktemp("torch_refs")
     wanted = [f"timm:{a}" for a in ARCHS] + ["torchvision:resnet18"]
