@@ -8,6 +8,10 @@ export ASSEMBLE_DATA_DIR
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 MODEL ?= assemble_resnet50
+# `make test` also installs the `convert` extra (torch, torchvision, timm: about 5.5 GB) so the
+# weight-conversion tests run; `make test WITH_TORCH=0` leaves it out and those tests skip.
+WITH_TORCH ?= 1
+TORCH_STAMP := $(VENV)/.installed-convert-stamp
 
 .PHONY: venv test summary train clean
 
@@ -16,10 +20,14 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,convert]'
+	touch $(TORCH_STAMP)
+
 venv: $(STAMP)
 
 ## Run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) $(if $(filter 1,$(WITH_TORCH)),$(TORCH_STAMP))
 	$(BIN)/python -m pytest -q -rs tests
 
 ## Build a named model and print its summary and parameter count.

@@ -29,6 +29,9 @@ setup(
             "imagecorruptions-imaug==1.1.5",
         ],
         "plot": ["matplotlib>=3.8"],
+        # Weight conversion from timm / torchvision state dicts, and its tests. timm imports
+        # torchvision, and PyPI's torchvision only loads beside the matching torch build.
+        "convert": ["torch==2.14.1", "torchvision==0.29.1", "timm>=1.0.31"],
     },
     entry_points={
         "console_scripts": [
