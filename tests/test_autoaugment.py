@@ -201,9 +201,8 @@ def test_policy_tables():
 
 
 def test_one_sub_policy_per_image():
-    # Policy with prob-1 invert in one sub-policy and prob-1 solarize(threshold 0 -> invert
-    # everything ... ) would be ambiguous; instead use the 'test' policy (single sub-policy
-    # TranslateX(1.0, 4) then Equalize(1.0, 10)): it must equal the two ops chained.
+    # The 'test' policy has one sub-policy, TranslateX(1.0, 4) then Equalize(1.0, 10): the
+    # result must equal the two ops chained (with either sign of the 100 px shift).
     img = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     out = aa.distort_image_with_autoaugment(tf.constant(img), "test", tf.constant([5, 6])).numpy()
     shifted_pos = aa.equalize(aa.translate_x(_f(img), 100.0)).numpy()
