@@ -44,7 +44,6 @@ from absl import logging as absl_logging
 
 import flags as assemble_flags
 from official import checkpoints as ckpt_lib
-from official import schedules
 from official.config import RunConfig
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -235,6 +234,7 @@ def _check_resume_compatible(cfg: RunConfig) -> None:
 def make_optimizer(cfg: RunConfig, model, steps_per_epoch: int, total_steps: int):
     import keras
     from official import losses as losses_lib
+    from official import schedules
     o = cfg.optimization
     lr = schedules.build_learning_rate(o, steps_per_epoch, total_steps)
     kwargs = {}
@@ -286,6 +286,7 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     """Trains ``cfg`` (resuming from ``cfg.runtime.model_dir`` when it holds checkpoints)."""
     import keras
     import numpy as np
+    from official import schedules
     from official.train_backends import make_backend
 
     cfg = prepare_config(cfg)

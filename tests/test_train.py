@@ -30,7 +30,7 @@ def tiny_config(model_dir, data_path, **fields):
     cfg.optimization.base_learning_rate = 0.05
     cfg.optimization.warmup_epochs = 0
     cfg.runtime.model_dir = str(model_dir)
-    cfg.runtime.eval_steps = 1
+    cfg.runtime.eval_steps = 0  # no evaluation (speed); tests that need it set it
     cfg.runtime.progress_bar = False
     cfg.runtime.log_every_steps = 1
     dotted = {k.replace("__", "."): v for k, v in fields.items()}
