@@ -19,7 +19,7 @@ Follows the paper's code (clovaai/assembled-cnn ``nets/run_loop_classification.p
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Iterable, List
 
 import keras
 from keras import ops

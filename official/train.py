@@ -29,7 +29,6 @@ Deviations from the paper's code, on purpose:
 from __future__ import annotations
 
 import glob
-import logging
 import math
 import os
 import signal

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Dict
 
 import numpy as np
 

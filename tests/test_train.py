@@ -3,8 +3,6 @@ bad inputs, distillation (offline from TFRecord logits, online from a teacher ru
 fine-tuning warm start, non-finite loss. Real images: imagenette2-224 at 32 px, a tiny
 ResNet-18 (width 8, one block per stage). Multi-process tests: test_train_distributed.py.
 """
-import io
-import json
 import os
 import subprocess
 import sys
