@@ -43,6 +43,34 @@ def measure(ds, batches, warmup, batch_size):
     return n / (time.perf_counter() - t), (_cpu_seconds() - c) / n * 1e3
 
 
+def preprocessing_cpu_ms(path, n=200, augment=None):
+    """Sequential CPU ms/img of the train preprocessing alone (no tf.data), fused vs naive:
+    a steadier measure than wall-clock throughput on a shared machine."""
+    from data import preprocessing, sources
+    table = sources.record_table(path, "train")
+    reader = sources.ByteReader(table.files)
+    blobs = tf.constant([reader.read_range(table.file_ids[i], table.offsets[i],
+                                           table.lengths[i]) for i in range(n)])
+    out = {}
+    for name, fused in (("fused", True), ("naive", False)):
+        def one(args, fused=fused):
+            image = preprocessing.preprocess_for_train(
+                args[0], 224, tf.stack([tf.constant(1, tf.int64), args[1]]), fused=fused)
+            return tf.reduce_sum(image[0, 0])
+
+        fn = tf.function(lambda fn1=one: tf.map_fn(
+            fn1, (blobs, tf.range(n, dtype=tf.int64)), fn_output_signature=tf.float32,
+            parallel_iterations=1))
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            c = _cpu_seconds()
+            fn()
+            best = min(best, (_cpu_seconds() - c) / n * 1e3)
+        out[name] = best
+    return out
+
+
 def main(argv=None):
     default = pathlib.Path(os.environ.get(
         "ASSEMBLE_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -75,6 +103,7 @@ def main(argv=None):
             rate, ms = measure(build(**kw), a.batches, a.warmup, a.batch_size)
             best[name] = max(best[name], rate)
             cpu[name] = min(cpu[name], ms)
+    pre = preprocessing_cpu_ms(a.data)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {os.cpu_count()} CPUs, "
           f"TF {tf.__version__}, {a.data}, batch {a.batch_size}, {a.batches} batches x "
           f"{a.repeats} rounds (best)")
@@ -82,6 +111,8 @@ def main(argv=None):
         print(f"{name:24s} {v:8.0f} img/s   {cpu[name]:6.2f} CPU ms/img")
     print(f"ratio a/c (fused vs naive crop): {best['a_fused'] / best['c_naive']:.2f}  "
           f"(target >= 1.2; CPU-time ratio {cpu['c_naive'] / cpu['a_fused']:.2f})")
+    print(f"preprocessing only, sequential: fused {pre['fused']:.2f} / naive {pre['naive']:.2f} "
+          f"CPU ms/img, ratio {pre['naive'] / pre['fused']:.2f}")
     if "b_fused_autoaugment" in best:
         print(f"ratio b/a (AutoAugment cost):    {best['b_fused_autoaugment'] / best['a_fused']:.2f}"
               f"  (target >= 0.65; CPU-time ratio "

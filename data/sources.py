@@ -207,9 +207,22 @@ _LOCK = threading.Lock()
 
 
 def _cache_key(path):
+    """Changes when the listing may have changed (for directories: the mtimes of the root, the
+    split folders and the class folders, where files are added)."""
     try:
         st = os.stat(path)
-        return (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+        key = [os.path.abspath(path), st.st_mtime_ns, st.st_size]
+        if os.path.isdir(path):
+            with os.scandir(path) as it:
+                for split in sorted(it, key=lambda e: e.name):
+                    if split.is_dir():
+                        key.append((split.name, split.stat().st_mtime_ns))
+                        with os.scandir(split.path) as it2:
+                            key.extend((c.name, c.stat().st_mtime_ns) for c in it2 if c.is_dir())
+                    else:
+                        key.append((split.name, split.stat().st_mtime_ns,
+                                    split.stat().st_size))
+        return tuple(key)
     except OSError:
         return None
 
