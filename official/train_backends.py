@@ -51,22 +51,10 @@ def _per_replica_targets(cfg, images, labels, teacher, seed):
 
 
 def _mixing_module():
-    """``data.mixing`` (keras.ops only). ``data/__init__`` imports TensorFlow (the tf.data
-    pipeline), so on a JAX machine without TensorFlow the file is loaded on its own."""
-    import sys
-    if "data.mixing" in sys.modules:
-        return sys.modules["data.mixing"]
-    try:
-        from data import mixing
-        return mixing
-    except ImportError:
-        import importlib.util
-        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "mixing.py")
-        spec = importlib.util.spec_from_file_location("assemble_data_mixing", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["assemble_data_mixing"] = module
-        return module
+    """``data.mixing`` (keras.ops only; ``data/__init__`` is lazy, so this does not import
+    TensorFlow and works on a JAX machine without it)."""
+    from data import mixing
+    return mixing
 
 
 def output_fraction(cfg) -> float:
