@@ -8,6 +8,7 @@ setup(
         "Keras 3 / TensorFlow 2 reimplementation of 'Compounding the Performance Improvements "
         "of Assembled Techniques in a Convolutional Neural Network' (Lee et al., 2020)"
     ),
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "data", "data.*", "flags", "flags.*",
                                     "official", "official.*"]),
