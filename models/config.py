@@ -69,7 +69,8 @@ class ResNetConfig:
       alpha: little-branch width divisor; beta: little-branch depth divisor
         (little branch has ``max(1, n // beta - 1)`` blocks).
     Head:
-      pool: ``"avg"`` global average pooling or ``"gem"`` generalized mean pooling (``gem_p``).
+      pool: ``"avg"`` global average pooling or ``"gem"`` generalized mean pooling (``gem_p``,
+        fixed as in the official code unless ``gem_trainable_p``).
       embedding_dim: > 0 adds a bias-free dense (= 1x1 conv) + BN (layer ``embedding``) + ReLU
         between pooling and logits (official code's ``embedding_size``).
       dropout_rate: dropout before the logits (0 = off).
@@ -102,6 +103,7 @@ class ResNetConfig:
     beta: int = 4
     pool: str = "avg"
     gem_p: float = 3.0
+    gem_trainable_p: bool = False
     embedding_dim: int = 0
     dropout_rate: float = 0.0
     bn_momentum: float = 0.997
@@ -135,6 +137,7 @@ class MobileNetConfig:
     cifar_stem: bool = False
     pool: str = "avg"
     gem_p: float = 3.0
+    gem_trainable_p: bool = False
     embedding_dim: int = 0
     dropout_rate: float = 0.0
     bn_momentum: float = 0.997
@@ -191,6 +194,7 @@ def validate_config(cfg: Any) -> None:
     non_negative_int("se_ratio")
     boolean("se_use_bias")
     boolean("synchronized_bn")
+    boolean("gem_trainable_p")
 
     if isinstance(cfg, MobileNetConfig):
         choice("arch", ("mobilenet_v1",))

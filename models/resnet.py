@@ -275,7 +275,8 @@ def head(x, cfg, num_classes):
     (float32 even under mixed precision)."""
     if cfg.pool == "gem":
         from models.layers.pooling import GeneralizedMeanPooling2D
-        x = GeneralizedMeanPooling2D(p=cfg.gem_p, name="pool")(x)
+        x = GeneralizedMeanPooling2D(p=cfg.gem_p, trainable_p=cfg.gem_trainable_p,
+                                     name="pool")(x)
         if len(x.shape) == 4:
             x = keras.layers.Flatten(name="pool_flatten")(x)
     else:
