@@ -253,15 +253,16 @@ _LUMA = (19595.0, 38470.0, 7471.0)
 def grayscale(image, channels=1):
     """PIL's ``convert("L")``: ``(19595 R + 38470 G + 7471 B + 32768) >> 16``.
 
-    Returns ``[H, W, channels]`` (the gray level repeated). All intermediate values are
-    < 2**24, so float32 computes this exactly. A matmul is several times faster on CPU than
-    a broadcast multiply + reduce_sum, and producing the repeated channels directly avoids
-    a broadcast in the following blend.
+    Returns ``[H, W, channels]`` (the gray level repeated). Computed as
+    ``floor(matmul(image, weights / 65536) + 0.5)``, which is exact in float32: each product
+    (8-bit integer times a weight with at most 16 significant bits, scaled by 2**-16) and
+    each partial sum (a multiple of 2**-16 below 256) fit in 24 bits. A matmul is several
+    times faster on CPU than a broadcast multiply + reduce_sum, and producing the repeated
+    channels directly avoids a broadcast in the following blend.
     """
     shape = tf.shape(image)
-    weights = tf.tile(tf.constant(_LUMA, tf.float32)[:, None], [1, channels])
-    acc = tf.matmul(tf.reshape(image, [-1, 3]), weights) + 32768.0
-    gray = tf.floor(acc * (1.0 / 65536.0))
+    weights = tf.constant([[v / 65536.0] * channels for v in _LUMA], tf.float32)
+    gray = tf.floor(tf.matmul(tf.reshape(image, [-1, 3]), weights) + 0.5)
     return tf.reshape(gray, tf.concat([shape[:2], [channels]], 0))
 
 
@@ -351,7 +352,9 @@ def autocontrast(image):
     # Channels with hi == lo are left unchanged: (x - 0) * 255 / 255 == x exactly.
     lo = tf.where(valid, lo, 0.0)
     span = tf.where(valid, hi - lo, 255.0)
-    out = _to_u8_range((planes - lo) * 255.0 / span)
+    # No clip needed: lo <= x <= lo + span, so (x - lo) * 255 / span is in [0, 255] (float
+    # rounding is monotone and 255 * span / span == 255 exactly).
+    out = tf.floor((planes - lo) * 255.0 / span)
     return tf.reshape(tf.transpose(out), shape)
 
 
@@ -399,31 +402,32 @@ def _transform(image, transform, replace=REPLACE_VALUE):
     return out[0]
 
 
-def _round_half_away(v):
-    return tf.sign(v) * tf.floor(tf.abs(v) + 0.5)
-
-
 def _affine(image, a0, a1, a2, b0, b1, b2, replace=REPLACE_VALUE):
     """Nearest-neighbour affine warp: output (x, y) samples input (a0 x + a1 y + a2,
     b0 x + b1 y + b2); outside pixels get ``replace``.
 
-    Bit-identical to ``ImageProjectiveTransformV3`` (NEAREST, CONSTANT: it rounds half away
-    from zero, then bounds-checks), but computed as one row gather of [H*W, 3] pixels, which
-    is ~2x cheaper on CPU than the projective-transform kernel.
+    Bit-identical to ``ImageProjectiveTransformV3`` (NEAREST, CONSTANT: it rounds the source
+    coordinate v half away from zero, then bounds-checks), but computed as one row gather of
+    [H*W, 3] pixels, which is ~2x cheaper on CPU than the projective-transform kernel.
+    The rounding and the bounds check are folded into fewer [H, W] passes, with the same
+    float32 expressions as ``sign(v) * floor(|v| + 0.5)``: for v >= 0 the index is
+    ``floor(v + 0.5)`` and it is inside iff ``v + 0.5 < size``; for v < 0 the rounded value
+    is >= 0 (i.e. 0) iff ``0.5 - v = |v| + 0.5 < 1``, and then ``floor(v + 0.5)`` is 0 too.
     """
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
     ys = tf.range(hf)[:, None]
     xs = tf.range(wf)[None, :]
-    sx = _round_half_away(a0 * xs + a1 * ys + a2)
-    sy = _round_half_away(b0 * xs + b1 * ys + b2)
-    inside = (sx >= 0.0) & (sx <= wf - 1.0) & (sy >= 0.0) & (sy <= hf - 1.0)
-    flat = tf.cast(tf.clip_by_value(sy, 0.0, hf - 1.0) * wf + tf.clip_by_value(sx, 0.0, wf - 1.0),
-                   tf.int32)
-    flat = tf.where(inside, flat, h * w)  # index of the appended fill pixel
+    vx = a0 * xs + a1 * ys + a2
+    vy = b0 * xs + b1 * ys + b2
+    tx = vx + 0.5
+    ty = vy + 0.5
+    inside = (tx < wf) & (0.5 - vx < 1.0) & (ty < hf) & (0.5 - vy < 1.0)
+    # Index of the appended fill pixel (h * w) outside; exact in float32 below 2**24 pixels.
+    flat = tf.where(inside, tf.floor(ty) * wf + tf.floor(tx), hf * wf)
     pixels = tf.concat([tf.reshape(image, [-1, 3]), tf.fill([1, 3], tf.cast(replace, tf.float32))], 0)
-    return tf.reshape(tf.gather(pixels, flat), shape)
+    return tf.reshape(tf.gather(pixels, tf.cast(flat, tf.int32)), shape)
 
 
 def rotate(image, degrees, replace=REPLACE_VALUE):

@@ -346,3 +346,24 @@ def test_affine_gather_equals_projective_transform():
         np.testing.assert_array_equal(_u8(aa.shear_x(_f(img), lv)), _u8(ref))
         ref = aa._transform(_f(img), tf.constant([1, 0, 0, lv, 1, 0, 0, 0], tf.float32))
         np.testing.assert_array_equal(_u8(aa.shear_y(_f(img), lv)), _u8(ref))
+
+
+def test_affine_gather_equals_projective_transform_random_params():
+    # The folded rounding / bounds check of _affine must stay bit-identical to
+    # ImageProjectiveTransformV3 for the magnitudes the policies use (|angle| <= 30 degrees,
+    # |shear| <= 0.3), on sizes where many samples fall near the border.
+    rng = np.random.default_rng(8)
+    for h, w in ((31, 47), (64, 64), (23, 90)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for deg in rng.uniform(-30.0, 30.0, 4):
+            r = np.deg2rad(deg)
+            c, s_ = np.cos(r), np.sin(r)
+            xo = ((w - 1) - (c * (w - 1) - s_ * (h - 1))) / 2
+            yo = ((h - 1) - (s_ * (w - 1) + c * (h - 1))) / 2
+            ref = aa._transform(_f(img), tf.constant([c, -s_, xo, s_, c, yo, 0, 0], tf.float32))
+            np.testing.assert_array_equal(_u8(aa.rotate(_f(img), float(deg))), _u8(ref))
+        for lv in rng.uniform(-0.3, 0.3, 4):
+            ref = aa._transform(_f(img), tf.constant([1, lv, 0, 0, 1, 0, 0, 0], tf.float32))
+            np.testing.assert_array_equal(_u8(aa.shear_x(_f(img), float(lv))), _u8(ref))
+            ref = aa._transform(_f(img), tf.constant([1, 0, 0, lv, 1, 0, 0, 0], tf.float32))
+            np.testing.assert_array_equal(_u8(aa.shear_y(_f(img), float(lv))), _u8(ref))
