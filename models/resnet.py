@@ -135,6 +135,21 @@ def projection_shortcut(x, filters_out, strides, cfg, name, drop_block=None,
 
 
 # ---------------------------------------------------------------------------- blocks
+def selective_kernel(x, filters, strides, cfg: ResNetConfig, name):
+    """The block's SK unit (replaces its 3x3 conv + BN + ReLU), layer ``{name}_sk``."""
+    from models.layers.selective_kernel import SelectiveKernel
+    return SelectiveKernel(filters, strides=strides, ratio=cfg.sk_ratio,
+                           min_dim=cfg.sk_min_dim, variant=cfg.sk_variant,
+                           momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                           synchronized=cfg.synchronized_bn, name=name + "_sk")(x)
+
+
+def squeeze_excite(x, cfg: ResNetConfig, name):
+    """The block's SE unit on the residual branch before the add, layer ``{name}_se``."""
+    from models.layers.squeeze_excite import SqueezeExcite
+    return SqueezeExcite(ratio=cfg.se_ratio, use_bias=cfg.se_use_bias, name=name + "_se")(x)
+
+
 def bottleneck_block(x, filters, strides, cfg: ResNetConfig, name, *, project=None,
                      drop_block=None, last_relu=True, expansion=4):
     """ResNet v1.5 bottleneck (official ``_bottleneck_block_v1``). Tweaks come from ``cfg``
@@ -156,11 +171,7 @@ def bottleneck_block(x, filters, strides, cfg: ResNetConfig, name, *, project=No
     y = relu(y, name + "_relu1")
 
     if cfg.selective_kernel:
-        from models.layers.selective_kernel import SelectiveKernel
-        y = SelectiveKernel(filters, strides=mid_strides, ratio=cfg.sk_ratio,
-                            min_dim=cfg.sk_min_dim, variant=cfg.sk_variant,
-                            momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
-                            synchronized=cfg.synchronized_bn, name=name + "_sk")(y)
+        y = selective_kernel(y, filters, mid_strides, cfg, name)
         y = _maybe(drop_block, y, "drop2")
     else:
         y = conv(y, filters, 3, mid_strides, name + "_conv2")
@@ -174,8 +185,7 @@ def bottleneck_block(x, filters, strides, cfg: ResNetConfig, name, *, project=No
     y = batch_norm(y, cfg, name + "_bn3", zero_gamma=cfg.zero_gamma)
     y = _maybe(drop_block, y, "drop3")
     if cfg.se_ratio:
-        from models.layers.squeeze_excite import SqueezeExcite
-        y = SqueezeExcite(ratio=cfg.se_ratio, use_bias=cfg.se_use_bias, name=name + "_se")(y)
+        y = squeeze_excite(y, cfg, name)
 
     y = keras.layers.Add(name=name + "_add")([y, shortcut])
     if last_relu:
@@ -194,11 +204,7 @@ def basic_block(x, filters, strides, cfg: ResNetConfig, name, *, project=None,
     shortcut = (projection_shortcut(x, filters, strides, cfg, name, drop_block)
                 if project else x)
     if cfg.selective_kernel:
-        from models.layers.selective_kernel import SelectiveKernel
-        y = SelectiveKernel(filters, strides=mid_strides, ratio=cfg.sk_ratio,
-                            min_dim=cfg.sk_min_dim, variant=cfg.sk_variant,
-                            momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
-                            synchronized=cfg.synchronized_bn, name=name + "_sk")(x)
+        y = selective_kernel(x, filters, mid_strides, cfg, name)
         y = _maybe(drop_block, y, "drop1")
     else:
         y = conv(x, filters, 3, mid_strides, name + "_conv1")
@@ -211,8 +217,7 @@ def basic_block(x, filters, strides, cfg: ResNetConfig, name, *, project=None,
     y = batch_norm(y, cfg, name + "_bn2", zero_gamma=cfg.zero_gamma)
     y = _maybe(drop_block, y, "drop2")
     if cfg.se_ratio:
-        from models.layers.squeeze_excite import SqueezeExcite
-        y = SqueezeExcite(ratio=cfg.se_ratio, use_bias=cfg.se_use_bias, name=name + "_se")(y)
+        y = squeeze_excite(y, cfg, name)
     y = keras.layers.Add(name=name + "_add")([y, shortcut])
     if last_relu:
         y = relu(y, name + "_out")
