@@ -35,7 +35,13 @@ else goes to stderr):
   made on the fly: the clean evaluation crop (after resize + central crop, as ImageNet-C
   corrupts 224x224 crops) is rounded to uint8, corrupted with
   :func:`data.corruptions.corrupt` (seed derived from ``--seed``, the image's position in the
-  split, corruption and severity) and normalized again.
+  split, corruption and severity) and normalized again;
+* with ``--retrieval``: Recall@1/2/4/8 (``R@K`` keys) of the split's images retrieving each
+  other by cosine (or Euclidean) similarity of their embeddings (the ``embedding`` layer, else
+  the pooled features ``pool``), each query excluded from its own ranking
+  (:func:`official.retrieval.recall_at_k`); ``--retrieval_zero_shot_classes N`` keeps only
+  the classes after the first N (the zero-shot protocol the paper used on CUB-200, Cars196
+  and SOP).
 
 Files (atomically written; a failure leaves nothing half-written) go beside the checkpoint,
 into the evaluated checkpoint's directory (``RUN/checkpoints/ckpt-N/``) unless
@@ -404,6 +410,52 @@ def evaluate_corrupted_from_dir(predict, corruption_dir, split, config, batch_si
     return metrics.error_rate(), metrics.count
 
 
+def embedding_layer_name(model) -> str:
+    """The layer whose output is the image embedding: ``embedding`` when the model has the
+    embedding head, else the global pooling output ``pool`` (models contract)."""
+    names = {layer.name for layer in model.layers}
+    for name in ("embedding", "pool"):
+        if name in names:
+            return name
+    raise EvaluationError("the model has neither an 'embedding' nor a 'pool' layer to take "
+                          "retrieval embeddings from")
+
+
+def evaluate_retrieval(model, ds, max_examples, total, progress, *, metric="cosine",
+                       ks=(1, 2, 4, 8), zero_shot_train_classes=None):
+    """Recall@K of the split's images retrieving each other (each query excluded from its own
+    ranking), as the paper's retrieval transfer experiments (CUB-200, Cars196, SOP).
+
+    With ``zero_shot_train_classes=n`` only the classes after the first ``n`` (sorted label
+    order) take part, the zero-shot protocol of Oh Song et al. (2016): the first ``n`` are the
+    classes a retrieval model would be fine-tuned on.
+    """
+    import keras
+    from official import retrieval
+    layer = embedding_layer_name(model)
+    embed = _Predictor(keras.Model(model.inputs, model.get_layer(layer).output))
+    chunks, labels = [], []
+    for images, batch_labels in _progress(_batches(ds, max_examples), total, "embed", progress):
+        chunks.append(embed(images).reshape(images.shape[0], -1))
+        labels.append(batch_labels)
+    embeddings, labels = np.concatenate(chunks), np.concatenate(labels)
+    if zero_shot_train_classes:
+        try:
+            _, test_idx = retrieval.zero_shot_split(labels, zero_shot_train_classes)
+        except ValueError as e:
+            raise EvaluationError(f"--retrieval_zero_shot_classes: {e}") from e
+        embeddings, labels = embeddings[test_idx], labels[test_idx]
+    recalls = retrieval.recall_at_k(embeddings, labels, ks=ks, metric=metric)
+    return {
+        "layer": layer,
+        "metric": metric,
+        "embedding_dim": int(embeddings.shape[1]),
+        "num_examples": int(labels.shape[0]),
+        "zero_shot_train_classes": zero_shot_train_classes,
+        "recall": {f"R@{k}": float(recalls[k]) for k in ks},
+    }
+
+
 def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int],
                        clean_error: float, num_classes: int, baseline_errors: Optional[str]):
     """Labelled mCE-15 / mCE-19 figures via :func:`official.robustness.summarize_corruptions`."""
@@ -455,8 +507,13 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
              corruptions: Optional[str] = None, severities="1..5", seed: int = 0,
              corruption_dir: Optional[str] = None, baseline_errors: Optional[str] = None,
              output_dir: Optional[str] = None, max_examples: Optional[int] = None,
-             benchmark_steps: int = 10, progress: bool = True, plots: bool = True) -> Dict[str, Any]:
+             benchmark_steps: int = 10, progress: bool = True, plots: bool = True,
+             retrieval: bool = False, retrieval_metric: str = "cosine",
+             retrieval_zero_shot_classes: Optional[int] = None) -> Dict[str, Any]:
     """Runs the evaluation and writes its files; returns the result dict (see module doc)."""
+    if retrieval_metric not in ("cosine", "euclidean"):
+        raise EvaluationError(f"--retrieval_metric must be cosine or euclidean, got "
+                              f"{retrieval_metric!r}")
     corruption_names = parse_corruptions(corruptions)
     severity_list = parse_severities(severities) if corruption_names else []
     if corruption_dir and not corruption_names:
@@ -566,6 +623,13 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
         if plots:
             files["corruptions_png"] = prefix + "-corruptions.png"
 
+    if retrieval:
+        rds = _take(_dataset(data, split, config, batch_size, num_classes), max_examples,
+                    batch_size)
+        details["retrieval"] = evaluate_retrieval(
+            model, rds, max_examples, total, progress, metric=retrieval_metric,
+            zero_shot_train_classes=retrieval_zero_shot_classes)
+
     result = {
         "top1": clean["top1"],
         "top5": clean["top5"],
@@ -576,6 +640,8 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
         for key in ("mCE-15", "mCE-19", "mean_error-15", "mean_error-19"):
             if key in details["corruptions"]:
                 result[key] = details["corruptions"][key]
+    if retrieval:
+        result.update(details["retrieval"]["recall"])
     details["files"] = files
     result["details"] = details
 
@@ -632,6 +698,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="timed forward passes for images_per_second")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--retrieval", action="store_true",
+                   help="also report Recall@1/2/4/8 of the split's images retrieving each "
+                        "other, from the 'embedding' layer (else the pooled features)")
+    p.add_argument("--retrieval_metric", default="cosine", choices=("cosine", "euclidean"))
+    p.add_argument("--retrieval_zero_shot_classes", type=int, default=None,
+                   help="zero-shot protocol: retrieve only among the classes after the first N")
     return p.parse_args(argv)
 
 
@@ -645,7 +717,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                       corruption_dir=args.corruption_dir, baseline_errors=args.baseline_errors,
                       output_dir=args.output_dir, max_examples=args.max_examples,
                       benchmark_steps=args.benchmark_steps, progress=not args.no_progress,
-                      plots=not args.no_plots)
+                      plots=not args.no_plots, retrieval=args.retrieval,
+                      retrieval_metric=args.retrieval_metric,
+                      retrieval_zero_shot_classes=args.retrieval_zero_shot_classes)
     sys.stderr.flush()
     print(json.dumps(result, sort_keys=True, default=_json_default), flush=True)
     return result

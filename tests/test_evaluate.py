@@ -234,3 +234,45 @@ def test_model_dir_without_config_cli_error(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "no run_config.json" in proc.stderr and "not a training run directory" in proc.stderr
     assert os.listdir(empty) == []
+
+
+def test_evaluate_retrieval_matches_bruteforce_recall(run_dir, imagenette):
+    """--retrieval: Recall@K of the pooled features equals a brute-force count written here
+    (cosine similarity, query excluded) on embeddings taken from the model independently."""
+    import keras
+    import data as data_lib
+    from official import checkpoints
+    from official import evaluate as E
+    n = 160  # the split is ordered by class: 100 images of the first class, 60 of the second
+    result = E.evaluate(run_dir, imagenette, split="val", batch_size=16, max_examples=n,
+                        benchmark_steps=1, progress=False, plots=False, retrieval=True)
+    ret = result["details"]["retrieval"]
+    assert ret["layer"] == "pool" and ret["num_examples"] == n and ret["metric"] == "cosine"
+    assert 0.0 < result["R@1"] <= result["R@2"] <= result["R@4"] <= result["R@8"] <= 1.0
+
+    model, config = checkpoints.restore_model(run_dir, "latest")
+    feats = keras.Model(model.input, model.get_layer("pool").output)
+    ds = data_lib.build_dataset(imagenette, "val", training=False, batch_size=16,
+                                image_size=IMAGE_SIZE, num_classes=10,
+                                eval_preprocess=config.data.eval_preprocess,
+                                normalization=config.data.normalization)
+    emb, lab = [], []
+    for images, labels in ds.take(n // 16):
+        emb.append(np.asarray(feats(images, training=False)))
+        lab.append(labels.numpy())
+    emb, lab = np.concatenate(emb).astype(np.float64), np.concatenate(lab)
+    assert len(np.unique(lab)) == 2
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    for k in (1, 2, 4, 8):
+        top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        expected = np.mean([np.any(lab[top[i]] == lab[i]) for i in range(n)])
+        assert result[f"R@{k}"] == pytest.approx(expected)
+    # Zero-shot protocol: only classes after the first N take part.
+    zs = E.evaluate(run_dir, imagenette, split="val", batch_size=16, max_examples=n,
+                    benchmark_steps=1, progress=False, plots=False, retrieval=True,
+                    retrieval_zero_shot_classes=1)["details"]["retrieval"]
+    assert zs["num_examples"] == int(np.sum(lab != np.unique(lab)[0]))
+    with pytest.raises(E.EvaluationError, match="retrieval_metric"):
+        E.evaluate(run_dir, imagenette, retrieval=True, retrieval_metric="hamming")
