@@ -287,14 +287,17 @@ def restore(model_dir: str, which: str, dtype: Optional[str] = None):
     if ckpt is None:
         raise EvaluationError(f"--model_dir {model_dir!r} has no {which!r} checkpoint "
                               f"(looked in {os.path.join(model_dir, checkpoints.CKPT_DIR)})")
-    if dtype:
-        if dtype not in DTYPE_POLICIES:
-            raise EvaluationError(f"--dtype {dtype!r}: use one of fp32, bf16, fp16")
-        keras.config.set_dtype_policy(DTYPE_POLICIES[dtype])
+    if dtype and dtype not in DTYPE_POLICIES:
+        raise EvaluationError(f"--dtype {dtype!r}: use one of fp32, bf16, fp16")
+    previous_policy = keras.config.dtype_policy()
     try:
+        if dtype:  # the model is built under the policy; the caller's global one comes back
+            keras.config.set_dtype_policy(DTYPE_POLICIES[dtype])
         model, config = checkpoints.restore_model(model_dir, which)
     except (ValueError, FileNotFoundError) as e:
         raise EvaluationError(f"cannot restore {model_dir!r} ({which}): {e}") from e
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     return model, config, ckpt
 
 

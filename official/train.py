@@ -282,7 +282,22 @@ def _set_policy(dtype: str):
 # ------------------------------------------------------------------------------ training
 def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
           dump_final_weights: Optional[str] = None) -> Dict[str, Any]:
-    """Trains ``cfg`` (resuming from ``cfg.runtime.model_dir`` when it holds checkpoints)."""
+    """Trains ``cfg`` (resuming from ``cfg.runtime.model_dir`` when it holds checkpoints).
+
+    The run sets Keras' global dtype policy from ``--dtype`` and puts the caller's back when
+    it returns or fails, so later models built in the same process are not affected.
+    """
+    import keras
+    previous_policy = keras.config.dtype_policy()
+    try:
+        return _train(cfg, stop_after_steps=stop_after_steps,
+                      dump_final_weights=dump_final_weights)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
+           dump_final_weights: Optional[str] = None) -> Dict[str, Any]:
     import keras
     import numpy as np
     from official import schedules
@@ -319,7 +334,10 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
         optimizer.build(model.trainable_variables)
         ema_vars = None
         if cfg.optimization.ema_decay > 0:
-            ema_vars = [keras.Variable(v.value, trainable=False, aggregation="mean", name=f"ema_{i}")
+            # A copy of the weights (numpy): initializing from ``v.value`` made the TF backend's
+            # EMA variables alias the weights, so the "average" was the raw weights.
+            ema_vars = [keras.Variable(np.array(keras.ops.convert_to_numpy(v.value)), trainable=False,
+                                       aggregation="mean", name=f"ema_{i}")
                         for i, v in enumerate(model.trainable_variables)]
         teacher = load_teacher(cfg.regularization.teacher) if cfg.regularization.distillation == "online" else None
         # in-step randomness (mixup/CutMix): a seed generator whose state is checkpointed
@@ -338,6 +356,9 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
             log.info("resumed from %s at step %d", latest, step)
         elif cfg.runtime.init_checkpoint:
             copied = ckpt_lib.warm_start(model, cfg.runtime.init_checkpoint, cfg)
+            if ema_vars is not None:  # the average starts from the warm-started weights
+                for e, v in zip(ema_vars, model.trainable_variables):
+                    e.assign(keras.ops.convert_to_numpy(v.value))
             log.info("warm-started %d variables (all but the head) from %s", len(copied),
                      cfg.runtime.init_checkpoint)
     if is_chief:
@@ -415,6 +436,7 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
                                           drop_block_keep_prob=kp, top1=m["top1"], images_per_sec=ips), step)
             t_log, n_log = time.time(), 0
             results["images_per_sec"] = ips
+            results["train_loss"] = m["loss"]
         epoch_end = step % steps_per_epoch == 0
         epoch = step // steps_per_epoch
         this_top1 = None

@@ -331,3 +331,46 @@ def test_mixing_in_the_train_step(imagenette, tmp_path, method, form):
     assert r["finished"]
     state = checkpoints.read_state(checkpoints.checkpoint_path(str(tmp_path / method)))
     assert state["mix_seed_state"] is not None and state["mix_seed_state"] != [cfg.runtime.seed + 1, 0]
+
+
+# ----------------------------------------------------------------------------- precision, EMA
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_mixed_precision_trains_with_float32_variables(imagenette, tmp_path, dtype):
+    """--dtype=fp16|bf16: the step runs (fp16 through dynamic loss scaling), the loss stays
+    finite, variables and saved weights stay float32 and the logits come out float32."""
+    import keras
+    from official import checkpoints, train
+    d = tmp_path / dtype
+    r = train.train(tiny_config(d, imagenette, optimization__dtype=dtype))
+    assert r["finished"] and np.isfinite(r["train_loss"])
+    assert keras.config.dtype_policy().name == "float32"  # the run restores the global policy
+    from official import evaluate
+    model, cfg, _ = evaluate.restore(str(d), "latest", dtype)  # rebuilt under the run's policy
+    assert cfg.optimization.dtype == dtype
+    assert model.compute_dtype == {"fp16": "float16", "bf16": "bfloat16"}[dtype]
+    assert all(str(w.dtype) == "float32" for w in model.weights)
+    logits = model(np.zeros((1, 32, 32, 3), "float32"), training=False)
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_weight_ema_follows_its_update_rule_across_a_resume(imagenette, tmp_path):
+    """ema_{t+1} = d * ema_t + (1 - d) * w_{t+1} for every trainable weight, checked between
+    the checkpoints of step 1 and step 2 (the second written by a resumed run)."""
+    from official import checkpoints, train
+    d, decay = tmp_path / "ema", 0.75
+    train.train(tiny_config(d, imagenette, optimization__train_steps=1,
+                            optimization__ema_decay=decay))
+    w1, _ = checkpoints.restore_model(str(d))
+    e1, _ = checkpoints.restore_model(str(d), ema=True)
+    train.train(tiny_config(d, imagenette, optimization__train_steps=2,
+                            optimization__ema_decay=decay))
+    w2, _ = checkpoints.restore_model(str(d))
+    e2, _ = checkpoints.restore_model(str(d), ema=True)
+    pairs = list(zip(w2.trainable_weights, e1.trainable_weights, e2.trainable_weights))
+    assert pairs and any(not np.allclose(np.asarray(a.value), np.asarray(b.value))
+                         for a, b in zip(w1.trainable_weights, w2.trainable_weights))
+    for w, ema1, ema2 in pairs:
+        expected = decay * np.asarray(ema1.value) + (1 - decay) * np.asarray(w.value)
+        np.testing.assert_allclose(np.asarray(ema2.value), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=w.path)
