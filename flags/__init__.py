@@ -12,6 +12,7 @@ overrides the dataclass default only for the flags actually given. Program-only 
 """
 from __future__ import annotations
 
+import ast
 import json
 from typing import Any, Dict
 
@@ -27,17 +28,22 @@ for _g in _GROUPS:
 
 RUNTIME_ONLY = tuple(_runtime.RUNTIME_ONLY)
 
-_defined = False
+_defined_groups: set = set()
+
+
+def define_groups(*groups) -> None:
+    """Defines the flags of the given group modules (e.g. ``flags.model``), each group once,
+    so programs that need only some groups (``official.summary``: the model group) and the
+    trainer can share one process (tests) without duplicate-flag errors."""
+    for g in groups:
+        if g.__name__ not in _defined_groups:
+            g.define()
+            _defined_groups.add(g.__name__)
 
 
 def define_all() -> None:
     """Defines every flag once (idempotent)."""
-    global _defined
-    if _defined:
-        return
-    for g in _GROUPS:
-        g.define()
-    _defined = True
+    define_groups(*_GROUPS)
 
 
 def _convert(flag_name: str, value: Any) -> Any:
@@ -69,11 +75,21 @@ def parse_overrides(text) -> Dict[str, Any]:
         if "=" not in part:
             raise ValueError(f"--model_overrides entry {part!r} is not key=value")
         k, v = part.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v.strip()
+        out[k.strip()] = _decode_value(v.strip())
     return out
+
+
+def _decode_value(text: str) -> Any:
+    """A ``k=v`` value: JSON (``true``, ``[1, 2]``), else a Python literal (``True``), else the
+    string itself (``sconv``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def build_run_config(flag_values, base=None):

@@ -10,47 +10,23 @@ Parameter counts: "trainable" is what timm / torchvision publish (their paramete
 """
 from __future__ import annotations
 
-import ast
-import json
-
 from absl import app, flags
+
+import flags as assemble_flags
+import flags.model as model_flags
+from flags import parse_overrides
 
 FLAGS = flags.FLAGS
 
+# The trainer's model flag group (--model, --model_overrides, --num_classes, --image_size, ...)
+# plus this program's own two; defaults for the shared flags are applied in main().
+assemble_flags.define_groups(model_flags)
+if "list" not in FLAGS:
+    flags.DEFINE_boolean("list", False, "List the registered model names and exit.")
+if "summary" not in FLAGS:
+    flags.DEFINE_boolean("summary", True, "Print the layer-by-layer Keras summary.")
 
-def _define(kind, name, default, help_text):
-    if name not in FLAGS:
-        getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
-
-
-_define("string", "model", "assemble_resnet50", "Registered model name (see --list).")
-_define("integer", "num_classes", 1000, "Classes of the logits layer.")
-_define("integer", "image_size", 224, "Input size S (S x S x 3).")
-_define("string", "model_overrides", None,
-        "Config overrides: JSON ('{\"alpha\": 1}') or 'k=v,k=v' (values as Python literals).")
-_define("boolean", "list", False, "List the registered model names and exit.")
-_define("boolean", "summary", True, "Print the layer-by-layer Keras summary.")
-
-
-def parse_overrides(text):
-    """``'{"a": 1}'`` (JSON) or ``'a=1,b=sconv'`` -> dict."""
-    if not text:
-        return {}
-    text = text.strip()
-    if text.startswith("{"):
-        return json.loads(text)
-    out = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"invalid --model_overrides item {item!r}: expected key=value")
-        try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
-    return out
+DEFAULT_MODEL, DEFAULT_CLASSES, DEFAULT_SIZE = "assemble_resnet50", 1000, 224
 
 
 def count_params(model):
@@ -69,13 +45,15 @@ def main(argv):
             print(f"{name:24s} {models.describe_model(name)}")
         return 0
     overrides = parse_overrides(FLAGS.model_overrides)
-    size = FLAGS.image_size
-    model = models.build_model(FLAGS.model, num_classes=FLAGS.num_classes,
-                               input_shape=(size, size, 3), **overrides)
+    name = FLAGS.model or DEFAULT_MODEL
+    size = FLAGS.image_size or DEFAULT_SIZE
+    num_classes = FLAGS.num_classes or DEFAULT_CLASSES
+    model = models.build_model(name, num_classes=num_classes, input_shape=(size, size, 3),
+                               **overrides)
     if FLAGS.summary:
         model.summary(line_length=120)
     trainable, non_trainable = count_params(model)
-    print(f"model: {FLAGS.model}  input: {size}x{size}x3  classes: {FLAGS.num_classes}"
+    print(f"model: {name}  input: {size}x{size}x3  classes: {num_classes}"
           + (f"  overrides: {overrides}" if overrides else ""))
     print(f"trainable parameters: {trainable:,}")
     print(f"non-trainable parameters: {non_trainable:,}")
