@@ -201,3 +201,16 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, expected_output_shape, *
                                        atol=mixed_precision_atol * scale,
                                        err_msg=f"{policy} output too far from float32")
     return layer
+
+
+def calibrate_batch_norm(model, images, epsilon=1e-3):
+    """Sets every BatchNormalization's moving statistics to the batch statistics of its input
+    on ``images`` (one forward pass in training mode), so that a randomly initialized model
+    gives logits of a sane size in inference mode (tests of evaluation and export)."""
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    feats = keras.Model(model.input, [l.input for l in bns])(images, training=True)
+    for layer, f in zip(bns, feats):
+        f = np.asarray(f)
+        axes = tuple(range(f.ndim - 1))
+        layer.moving_mean.assign(f.mean(axis=axes))
+        layer.moving_variance.assign(f.var(axis=axes) + epsilon)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT, require_data
+from keras_test_utils import calibrate_batch_norm
 from official import metrics as M
 
 IMAGE_SIZE = 32
@@ -78,7 +79,6 @@ def test_confusion_matrix_and_streaming_equal_batch():
 # ----------------------------------------------------------------------------- run dirs
 def _make_run(model_dir, num_classes=10, name="resnet18", overrides=None):
     """A run directory written with the trainer's functions (weights BN-calibrated)."""
-    import keras
     from official import checkpoints
     from official.config import DataConfig, ModelConfig, RunConfig
     config = RunConfig(
@@ -89,12 +89,7 @@ def _make_run(model_dir, num_classes=10, name="resnet18", overrides=None):
     checkpoints.save_run_config(str(model_dir), config)
     model = checkpoints.build_model_from_config(config)
     x = np.random.RandomState(0).normal(0, 60, (16, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    feats = keras.Model(model.input, [l.input for l in bns])(x, training=True)
-    for layer, f in zip(bns, feats):
-        f = np.asarray(f)
-        layer.moving_mean.assign(f.mean(axis=(0, 1, 2)))
-        layer.moving_variance.assign(f.var(axis=(0, 1, 2)) + 1e-3)
+    calibrate_batch_norm(model, x)
     checkpoints.CheckpointManager(str(model_dir)).save(1, model, top1=0.1)
     return str(model_dir)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from keras_test_utils import calibrate_batch_norm
 
 IMAGE_SIZE = 32
 MAX_PIXELS = 20_000
@@ -24,7 +25,6 @@ TOP_K = 3
 def _calibrated_run(model_dir, name, overrides, num_classes=10):
     """Run dir written with the trainer's functions; BN statistics set from one batch so that
     logits are O(1) (random init alone gives vanishing or exploding activations)."""
-    import keras
     from official import checkpoints
     from official.config import DataConfig, ModelConfig, RunConfig
     config = RunConfig(model=ModelConfig(name=name, num_classes=num_classes,
@@ -34,13 +34,7 @@ def _calibrated_run(model_dir, name, overrides, num_classes=10):
     checkpoints.save_run_config(str(model_dir), config)
     model = checkpoints.build_model_from_config(config)
     x = np.random.RandomState(0).normal(0, 60, (16, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    feats = keras.Model(model.input, [l.input for l in bns])(x, training=True)
-    for layer, f in zip(bns, feats):
-        f = np.asarray(f)
-        axes = tuple(range(f.ndim - 1))
-        layer.moving_mean.assign(f.mean(axis=axes))
-        layer.moving_variance.assign(f.var(axis=axes) + 1e-3)
+    calibrate_batch_norm(model, x)
     checkpoints.CheckpointManager(str(model_dir)).save(1, model, top1=0.5)
     return str(model_dir)
 
