@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# GPU evidence suite (issue 6): throughput of the project's Keras models under JAX against timm
+# (PyTorch) in the same run, then the Table 7 mini-ablation on the GPU.
+#
+# Target machine: one NVIDIA GPU, Python 3.12 with JAX (CUDA), PyTorch + timm, NO TensorFlow,
+# no network. Keras and its two pure-Python dependencies are carried as wheels in .whl/
+# (the folder is not in git). Fetch them on a machine with network access, from the repo root:
+#
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#         keras==3.15.1 optree namex -d .whl
+#
+# (optree has compiled parts: add `--platform manylinux_2_17_x86_64` when the machine that
+# downloads is not x86_64 Linux.) The script installs them with
+#     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#     export PYTHONPATH=/tmp/site:$PWD
+# Keras 3.15 also imports absl, numpy, rich, h5py, ml_dtypes and packaging; they normally
+# come with JAX/PyTorch/timm images -- the script checks and names any that is missing.
+#
+# The trainer's JAX path cannot use tf.data: it needs a pre-decoded npz input (`--data=npz:FILE`,
+# arrays x_train, y_train, x_eval, y_eval, already normalized float32 NHWC; no augmentation:
+# see docs/TRAINING.md / official/train_backends.py). The corrupted test images need
+# TensorFlow + imagecorruptions (data.make_corruptions), so they are prepared on the CPU
+# machine and carried:
+#
+#     python benchmarks/mini_ablation.py --out runs/mini_gpu --stages prepare --backend jax \
+#         --train_images 20000 --test_images 2000 --corrupt_images 500
+#     # then carry runs/mini_gpu/data, runs/mini_gpu/corrupt (about 30 MB) and .whl
+#     # (data.npz is rebuilt on the GPU machine from the JPEG zips with PIL)
+#
+# Usage (repo root):
+#     bash benchmarks/gpu_suite.sh [--tiny] [--no-throughput] [--no-ablation] [--compile]
+#         [--out DIR] [--ablation-out runs/mini_gpu] [--ablation-args "..."]
+# Env: OUT (default /tmp/gpu_suite, or $OUT given by the device runner), PYTHON (python3),
+#   WHEELS (the wheel folder, default .whl).
+# --tiny: CPU-sized end-to-end check (batch 4 at 64 px, 2 steps; the tiny mini-ablation), with
+#   TensorFlow blocked (a sitecustomize that sets sys.modules["tensorflow"] = None, as a machine
+#   without TensorFlow) -- run here on the CPU: KERAS_BACKEND=jax.
+# Output: $OUT/throughput.jsonl, $OUT/throughput.md (ratios), $OUT/ablation/* (results.md/json,
+#   plot), $OUT/suite.log.
+#
+# Throughput definitions (both sides): images/s at 224 px, batch 256, the input batch created once
+# on the device; float32 (XLA / cuDNN default precision: TF32 allowed on Ampere/Hopper on both
+# sides) and bfloat16 (Keras mixed_bfloat16 policy / torch.autocast: float32 weights, bf16
+# compute); inference = forward in eval mode; training = forward + loss + backward + SGD momentum
+# update. Ours: a jitted model.stateless_call (+ jax.value_and_grad + optimizer.stateless_apply
+# with donated state); best of 3 repeats of 20 steps after 5 warm-up steps (compilation,
+# twice for the train step, happens in the warm-up).
+# benchmarks/model_throughput.py is NOT used for the GPU figures: it feeds a NumPy batch to
+# predict_on_batch/train_on_batch, so every step copies the batch host->device (and syncs the
+# weights back to the Keras variables), which is not "input already on the device".
+# Targets: assemble_resnet50 >= timm skresnet50d; our resnet50 >= 0.8x timm resnet50.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PYTHON=${PYTHON:-python3}
+TINY=0; THROUGHPUT=1; ABLATION=1; COMPILE=""
+ABL_OUT=runs/mini_gpu; ABL_ARGS=""
+OUT=${OUT:-/tmp/gpu_suite}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tiny) TINY=1 ;;
+    --no-throughput) THROUGHPUT=0 ;;
+    --no-ablation) ABLATION=0 ;;
+    --compile) COMPILE="--compile" ;;
+    --out) OUT=$2; shift ;;
+    --ablation-out) ABL_OUT=$2; shift ;;
+    --ablation-args) ABL_ARGS=$2; shift ;;
+    -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/suite.log") 2>&1
+echo "== gpu_suite $(date -u +%FT%TZ) tiny=$TINY host=$(hostname)"
+
+# ---- 1. carried wheels (keras, optree, namex) -------------------------------------------
+WHEELS=${WHEELS:-.whl}
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --upgrade --target /tmp/site "$WHEELS"/*.whl
+  export PYTHONPATH=/tmp/site:$REPO${PYTHONPATH:+:$PYTHONPATH}
+else
+  echo "no .whl/ folder: using the installed keras"
+  export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
+fi
+export KERAS_BACKEND=jax
+export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
+if [ "$TINY" = 1 ]; then
+  # a machine without TensorFlow: any `import tensorflow` fails (also in the subprocesses)
+  mkdir -p /tmp/gpu_suite_notf
+  printf 'import sys\nsys.modules["tensorflow"] = None\n' > /tmp/gpu_suite_notf/sitecustomize.py
+  export PYTHONPATH=/tmp/gpu_suite_notf:$PYTHONPATH
+fi
+"$PYTHON" - <<'EOF'
+import importlib, sys
+missing = []
+for m in ("jax", "keras", "optree", "namex", "absl", "numpy", "h5py", "ml_dtypes", "rich", "packaging",
+          "torch", "timm", "PIL", "matplotlib"):
+    try:
+        importlib.import_module(m)
+    except Exception as e:  # noqa: BLE001
+        missing.append(f"{m} ({type(e).__name__}: {e})")
+import jax, keras
+print(f"python {sys.version.split()[0]}, jax {jax.__version__} {jax.devices()}, keras {keras.__version__} "
+      f"({keras.backend.backend()}), tensorflow importable: "
+      f"{importlib.util.find_spec('tensorflow') is not None and sys.modules.get('tensorflow', 0) is not None}")
+if missing:
+    print("MISSING modules: " + "; ".join(missing))
+    if any(m.split()[0] in ("jax", "keras", "numpy", "absl", "h5py", "ml_dtypes") for m in missing):
+        sys.exit(3)
+EOF
+
+if [ "$TINY" = 1 ]; then
+  BS=4; SIZE=64; STEPS=2; WARM=1; REP=1; DEVICE=cpu
+  MODELS=resnet50,assemble_resnet50; TIMM_MODELS=resnet50,skresnet50d
+else
+  BS=256; SIZE=224; STEPS=20; WARM=5; REP=3; DEVICE=cuda
+  MODELS=resnet50,resnet50d,skresnet50,assemble_resnet50; TIMM_MODELS=resnet50,resnet50d,skresnet50d
+fi
+
+# ---- 2. throughput: ours (Keras 3 on JAX) and timm (PyTorch), same run ----------------------
+if [ "$THROUGHPUT" = 1 ]; then
+  rm -f "$OUT/throughput.jsonl"
+  for DT in float32 bfloat16; do
+    "$PYTHON" - "$MODELS" "$DT" "$BS" "$SIZE" "$STEPS" "$WARM" "$REP" "$OUT/throughput.jsonl" <<'EOF'
+import json, sys, time
+names, dtype, bs, size, steps, warm, reps, out = sys.argv[1].split(","), sys.argv[2], *map(int, sys.argv[3:8]), sys.argv[8]
+import jax, jax.numpy as jnp, keras, numpy as np
+import models
+keras.config.set_dtype_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
+dev = jax.devices()[0]
+x = jax.device_put(jnp.asarray(np.random.default_rng(0).normal(size=(bs, size, size, 3)), jnp.float32), dev)
+y = jax.device_put(jnp.asarray(np.random.default_rng(1).integers(0, 1000, bs), jnp.int32), dev)
+for name in names:
+    model = models.build_model(name, num_classes=1000, input_shape=(size, size, 3))
+    opt = keras.optimizers.SGD(0.01, momentum=0.9)
+    opt.build(model.trainable_variables)
+    tv = [v.value for v in model.trainable_variables]
+    ntv = [v.value for v in model.non_trainable_variables]
+    ov = [v.value for v in opt.variables]
+
+    @jax.jit
+    def infer(tv, ntv, x):
+        return model.stateless_call(tv, ntv, x, training=False)[0]
+
+    def loss_fn(tv, ntv, x, y):
+        logits, ntv = model.stateless_call(tv, ntv, x, training=True)
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1)), ntv
+
+    def train_step(tv, ntv, ov, x, y):
+        (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
+        tv, ov = opt.stateless_apply(ov, g, tv)
+        return loss, tv, ntv, ov
+    train = jax.jit(train_step, donate_argnums=(0, 1, 2))
+    res = {}
+    for mode in ("infer", "train"):
+        t0 = time.perf_counter()
+        # >= 2 warm-up calls: the train step compiles twice (the first call's outputs, fed back,
+        # differ from the freshly built state in weak types), measured with JAX_LOG_COMPILES=1
+        for _ in range(max(warm, 2)):
+            if mode == "infer":
+                infer(tv, ntv, x).block_until_ready()
+            else:
+                loss, tv, ntv, ov = train(tv, ntv, ov, x, y)
+                loss.block_until_ready()
+        warm_s = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                if mode == "infer":
+                    o = infer(tv, ntv, x)
+                else:
+                    o, tv, ntv, ov = train(tv, ntv, ov, x, y)
+            o.block_until_ready()
+            best = min(best, time.perf_counter() - t0)
+        ips = bs * steps / best
+        r = dict(framework="keras-jax", impl="ours", model=name, dtype=dtype, mode=mode, images_per_second=ips,
+                 batch_size=bs, image_size=size, steps=steps, repeats=reps, device=str(dev.device_kind),
+                 params=int(model.count_params()), warmup_s=warm_s, jax=jax.__version__, keras=keras.__version__)
+        print(f"ours {name:18s} {dtype:9s} {mode:5s} {ips:10.1f} img/s  (compile+warm-up {warm_s:.1f}s)", flush=True)
+        with open(out, "a") as f:
+            f.write(json.dumps(r) + "\n")
+    del model, opt, tv, ntv, ov
+    keras.backend.clear_session()
+assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None, "TensorFlow was imported"
+EOF
+  done
+  "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
+      --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" $COMPILE --json "$OUT/throughput.jsonl"
+  "$PYTHON" - "$OUT/throughput.jsonl" "$OUT/throughput.md" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ips = {(r["impl"], r["model"], r["dtype"], r["mode"]): r["images_per_second"] for r in rows}
+dev = sorted({r["device"] for r in rows})
+pairs = [("resnet50", "resnet50", 0.8), ("resnet50d", "resnet50d", None), ("skresnet50", "skresnet50d", None),
+         ("skresnet50", "skresnet50", None), ("assemble_resnet50", "skresnet50d", 1.0)]
+lines = [f"devices: {', '.join(dev)}", "",
+         "| ours (Keras/JAX) | timm (PyTorch) | dtype | mode | ours img/s | timm img/s | ratio | target |",
+         "|---|---|---|---|---|---|---|---|"]
+for ours, ref, target in pairs:
+    for dtype in ("float32", "bfloat16"):
+        for mode in ("infer", "train"):
+            a, b = ips.get(("ours", ours, dtype, mode)), ips.get(("timm", ref, dtype, mode))
+            if a is None or b is None:
+                continue
+            ok = "" if target is None else (f">= {target}: " + ("met" if a / b >= target else "NOT met"))
+            lines.append(f"| {ours} | {ref} | {dtype} | {mode} | {a:.1f} | {b:.1f} | {a / b:.3f} | {ok} |")
+text = "\n".join(lines)
+print(text)
+open(sys.argv[2], "w").write(text + "\n")
+EOF
+fi
+
+# ---- 3. mini-ablation on the GPU (trainer's JAX path, npz input) ------------------------------
+if [ "$ABLATION" = 1 ]; then
+  if [ "$TINY" = 1 ]; then
+    ABL_OUT=${ABL_OUT_TINY:-/tmp/gpu_suite_tiny_ablation}
+    # the tiny prepare needs TensorFlow (corruptions): reuse a CPU-prepared folder when given
+    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
+      echo "tiny ablation: prepare $ABL_OUT first with TensorFlow:"
+      echo "  python benchmarks/mini_ablation.py --tiny --out $ABL_OUT --stages prepare --backend jax"
+      exit 4
+    fi
+    "$PYTHON" benchmarks/mini_ablation.py --tiny --backend jax --out "$ABL_OUT" --plot "$OUT/ablation.png" $ABL_ARGS
+  else
+    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
+      echo "mini-ablation: $ABL_OUT/corrupt is missing: prepare it on the CPU machine (see the header) and carry it"
+      exit 4
+    fi
+    "$PYTHON" benchmarks/mini_ablation.py --backend jax --out "$ABL_OUT" --plot "$OUT/ablation.png" \
+        --train_images 20000 --epochs 15 --width 32 --seeds E0=0,1,2 E11=0,1,2 '*=0,1' $ABL_ARGS
+  fi
+  cp "$ABL_OUT"/results.md "$ABL_OUT"/results.json "$OUT/" 2>/dev/null || true
+fi
+echo "== gpu_suite done $(date -u +%FT%TZ)"
