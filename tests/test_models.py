@@ -48,9 +48,10 @@ TIMM_COUNTS = {  # timm 1.0.31, num_classes=1000
 }
 
 # Every named network of the registry except the table7_* aliases: those map onto these
-# (tested in test_table7_aliases_map_to_documented_networks), and the three rows with their
-# own combination (E2 = resnet50d + SK, E3/E4 = assemble_resnet50 without AA / DropBlock)
-# consist only of layers that skresnet50, resnet50d and assemble_resnet50 already contain.
+# (tested in test_table7_aliases_map_to_documented_networks), and the rows with their own
+# combination (E4/E5 = resnet50d + SE (+ DropBlock), E6-E8 = resnet50d + SK + DropBlock,
+# E9 = assemble_resnet50 without anti-aliasing) consist only of layers that resnet50d,
+# seresnet50, skresnet50 and assemble_resnet50 already contain.
 DISTINCT = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50d",
             "resnet101d", "resnet152d", "seresnet50", "skresnet50", "resnetblur50",
             "assemble_resnet50", "assemble_resnet152", "mobilenet_v1", "se_mobilenet_v1",
@@ -95,18 +96,25 @@ def test_config_json_round_trip():
 
 
 def test_table7_aliases_map_to_documented_networks():
-    """Rows E0, E3, E6, E11 as issue #6 defines them; the others as docs/MODELS.md states."""
+    """Rows as the paper's text states them (docs/MODELS.md "Table 7 rows"); E0, E3, E6 and
+    E11 as issue #6 defines them."""
     cfg = models.get_model_config
     assert cfg("table7_e0") == cfg("resnet50")
     for row in (1, 2, 3):  # E3 = ResNet-D network (+ LS + mixup in the recipe)
         assert cfg(f"table7_e{row}") == cfg("resnet50d")
-    e4, e5, e6 = cfg("table7_e4"), cfg("table7_e5"), cfg("table7_e6")
-    assert e4.se_ratio == 16 and not e4.selective_kernel and e4.stem == "deep"
-    assert e5.selective_kernel and not e5.se_ratio and not e5.drop_block
-    assert e6.selective_kernel and e6.drop_block and e6.arch == "resnet"  # E6 = + SK + DropBlock
-    e7 = cfg("table7_e7")
-    assert e7.arch == "big_little" and e7.selective_kernel and not e7.anti_alias_type
-    for row in range(8, 12):
+    e4, e5 = cfg("table7_e4"), cfg("table7_e5")
+    assert e4.se_ratio == 16 and not e4.selective_kernel and not e4.drop_block
+    assert e4.stem == "deep" and e4.shortcut == "avg2"
+    assert e5 == dataclasses.replace(e4, drop_block=True)  # E5 = E4 + DropBlock
+    e6 = cfg("table7_e6")  # E6 = SE -> SK, + DropBlock (issue #6: ResNet-D + SK + DropBlock)
+    assert e6 == dataclasses.replace(e5, se_ratio=0, selective_kernel=True)
+    assert e6.arch == "resnet" and e6.drop_block and not e6.se_ratio
+    for row in (7, 8):  # E7 + KD, E8 600 epochs: recipe changes only
+        assert cfg(f"table7_e{row}") == e6
+    e9 = cfg("table7_e9")  # E9 + Big-Little, no anti-aliasing yet
+    assert e9.arch == "big_little" and e9.selective_kernel and e9.drop_block
+    assert not e9.anti_alias_type and not e9.se_ratio
+    for row in (10, 11):  # E10 + anti-aliasing = Assemble-ResNet-50; E11 + AutoAugment
         assert cfg(f"table7_e{row}") == cfg("assemble_resnet50")
     assert cfg("table7_e12") == cfg("assemble_resnet152")
 
