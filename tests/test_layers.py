@@ -105,7 +105,8 @@ def test_blurpool_stride2_output_shape(k, size, asym, expected):
 @pytest.mark.parametrize("k,strides,asym", [(1, 2, False), (2, 2, False), (3, 2, False),
                                             (4, 2, False), (4, 2, True), (5, 2, False),
                                             (7, 2, False), (3, 1, False), (3, 3, False)])
-def test_blurpool_matches_numpy_reference(k, strides, asym):
+@pytest.mark.parametrize("impl", ["depthwise", "shifts"])
+def test_blurpool_matches_numpy_reference(k, strides, asym, impl):
     rng = np.random.default_rng(k)
     x = rng.normal(size=(2, 13, 10, 3)).astype(np.float32)
     before = (k - 1) // 2
@@ -115,8 +116,22 @@ def test_blurpool_matches_numpy_reference(k, strides, asym):
     filt = np.outer(row, row) / row.sum() ** 2
     kernel = np.tile(filt[:, :, None, None], (1, 1, 1, 3))  # depthwise == groups = C
     expected = np_conv2d(padded, kernel, stride=strides, groups=3)
-    y = to_np(BlurPool2D(filter_size=k, strides=strides, asymmetric_padding=asym)(x))
+    y = to_np(BlurPool2D(filter_size=k, strides=strides, asymmetric_padding=asym, implementation=impl)(x))
     np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+def test_blurpool_bad_implementation_names_the_argument():
+    with pytest.raises(ValueError, match="implementation"):
+        BlurPool2D(3, 2, implementation="fft")
+
+
+@pytest.mark.parametrize("layer_cls,args", [(BlurPool2D, (3,)), (SelectiveKernel, (8,))])
+def test_strides_validation_shared_by_blurpool_and_sk(layer_cls, args):
+    assert layer_cls(*args, strides=(2, 2)).strides == 2
+    assert layer_cls(*args, strides=[3, 3]).strides == 3
+    for bad in [(2, 1), [], 0, -2]:
+        with pytest.raises(ValueError, match="strides"):
+            layer_cls(*args, strides=bad)
 
 
 def test_blurpool_generic(tmp_path):

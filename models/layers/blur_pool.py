@@ -23,12 +23,29 @@ What the official code does, and what this layer does:
   layer is channels_last (NHWC) only, as is the rest of this project.
 
 The layer has no weights. Reflect padding needs ``pad < spatial size`` (as in TF/NumPy).
+
+Two implementations of the same arithmetic (``implementation=``):
+
+* ``"depthwise"``: one depthwise convolution with the 2-D filter (the official code's form).
+  Best where a depthwise kernel is fast, e.g. TensorFlow's oneDNN path on CPU.
+* ``"shifts"``: the binomial filter is separable (``a a^T``), so the blur is a weighted sum of
+  ``k`` strided slices along H, then ``k`` along W: elementwise work that XLA fuses into one
+  memory-bound kernel, instead of a grouped convolution with one group per channel (which
+  cuDNN/XLA run slowly on GPUs, forward and backward). Outputs equal the depthwise form up to
+  float rounding (summation order).
+* ``"auto"`` (default): ``"shifts"`` under the JAX backend, ``"depthwise"`` otherwise; the
+  choice is made at call time, so a saved model runs with the fast form of whichever backend
+  loads it. See docs/BENCHMARKS.md for the measurements behind the defaults.
 """
 import math
 
 import keras
 import numpy as np
 from keras import ops
+
+from models.layers._validation import validate_strides
+
+IMPLEMENTATIONS = ("auto", "depthwise", "shifts")
 
 _BINOMIAL_ROWS = {
     1: [1.0],
@@ -72,18 +89,18 @@ class BlurPool2D(keras.layers.Layer):
     ``ceil(H / s)`` for odd ``k`` and ``pad_off = 0``.
     """
 
-    def __init__(self, filter_size=3, strides=2, asymmetric_padding=False, pad_off=0, **kwargs):
+    def __init__(self, filter_size=3, strides=2, asymmetric_padding=False, pad_off=0,
+                 implementation="auto", **kwargs):
         super().__init__(**kwargs)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got "
+                             f"implementation={implementation!r}")
+        self.implementation = implementation
         if isinstance(filter_size, bool) or not isinstance(filter_size, (int, np.integer)) \
                 or filter_size not in _BINOMIAL_ROWS:
             raise ValueError(
                 f"filter_size must be an integer in 1..7, got filter_size={filter_size!r}")
-        if isinstance(strides, (tuple, list)):
-            if len(set(strides)) != 1:
-                raise ValueError(f"strides must be a single int, got strides={strides!r}")
-            strides = strides[0]
-        if int(strides) < 1:
-            raise ValueError(f"strides must be >= 1, got strides={strides!r}")
+        strides = validate_strides(strides)
         if int(pad_off) < 0:
             raise ValueError(f"pad_off must be >= 0, got pad_off={pad_off!r}")
         self.filter_size = int(filter_size)
@@ -107,8 +124,30 @@ class BlurPool2D(keras.layers.Layer):
         x = inputs
         if before or after:
             x = ops.pad(x, [[0, 0], [before, after], [before, after], [0, 0]], mode="reflect")
+        impl = self.implementation
+        if impl == "auto":
+            impl = "shifts" if keras.backend.backend() == "jax" else "depthwise"
+        if impl == "shifts" and x.shape[1] is not None and x.shape[2] is not None:
+            return self._blur_shifts(x)  # (unknown spatial sizes: the depthwise form)
         kernel = ops.cast(ops.convert_to_tensor(self._kernel_np), x.dtype)
         return ops.depthwise_conv(x, kernel, strides=self.strides, padding="valid")
+
+    def _blur_shifts(self, x):
+        """Separable blur as strided slices: rows (H) first, then columns (W)."""
+        k, s = self.filter_size, self.strides
+        row = np.asarray(_BINOMIAL_ROWS[k], np.float64)
+        row = row / row.sum()
+        for axis in (1, 2):
+            size = x.shape[axis]
+            out = (size - k) // s + 1
+            acc = None
+            for i in range(k):
+                idx = [slice(None)] * 4
+                idx[axis] = slice(i, i + (out - 1) * s + 1, s)
+                term = x[tuple(idx)] * float(row[i]) if k > 1 else x[tuple(idx)]
+                acc = term if acc is None else acc + term
+            x = acc
+        return x
 
     def _out_size(self, size):
         if size is None:
@@ -127,5 +166,6 @@ class BlurPool2D(keras.layers.Layer):
             "strides": self.strides,
             "asymmetric_padding": self.asymmetric_padding,
             "pad_off": self.pad_off,
+            "implementation": self.implementation,
         })
         return config

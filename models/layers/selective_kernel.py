@@ -31,6 +31,8 @@ compute dtype as in the official code's fp16 path.
 import keras
 from keras import ops
 
+from models.layers._validation import validate_strides
+
 VARIANTS = ("code", "sknet")
 
 
@@ -71,12 +73,7 @@ class SelectiveKernel(keras.layers.Layer):
             raise ValueError(f"variant must be one of {VARIANTS}, got variant={variant!r}")
         if int(filters) < 1:
             raise ValueError(f"filters must be >= 1, got filters={filters!r}")
-        if isinstance(strides, (tuple, list)):
-            if len(set(strides)) != 1:
-                raise ValueError(f"strides must be a single int, got strides={strides!r}")
-            strides = strides[0]
-        if int(strides) < 1:
-            raise ValueError(f"strides must be >= 1, got strides={strides!r}")
+        strides = validate_strides(strides)
         if ratio is None or ratio <= 0:
             raise ValueError(f"ratio must be > 0, got ratio={ratio!r}")
         if int(groups) < 1 or int(filters) % int(groups):
