@@ -25,7 +25,40 @@ SK_VARIANTS = ("code", "sknet")
 
 
 @dataclass
-class ResNetConfig:
+class BaseModelConfig:
+    """Fields shared by every model config: squeeze-excitation, head and batch norm.
+
+    Squeeze-excitation:
+      se_ratio: squeeze-excitation ratio ``r`` (0 = off); where the SE unit sits is the
+        subclass's business (see its docstring).
+      se_use_bias: biases in the SE 1x1 convs (timm / SE paper: True; official code: False).
+    Head:
+      pool: ``"avg"`` global average pooling or ``"gem"`` generalized mean pooling (``gem_p``,
+        fixed as in the official code unless ``gem_trainable_p``).
+      embedding_dim: > 0 adds a bias-free dense (= 1x1 conv) + BN (layer ``embedding``) + ReLU
+        between pooling and logits (official code's ``embedding_size``).
+      dropout_rate: dropout before the logits (0 = off).
+    Batch norm:
+      bn_momentum: 0.997, bn_epsilon: 1e-5 (official code); synchronized_bn: cross-replica
+        BN (``keras.layers.BatchNormalization(synchronized=True)``).
+
+    Being the base class, these fields come first in ``dataclasses.fields`` /
+    ``dataclasses.asdict`` order; configs are always built and loaded by keyword.
+    """
+    se_ratio: int = 0
+    se_use_bias: bool = False
+    pool: str = "avg"
+    gem_p: float = 3.0
+    gem_trainable_p: bool = False
+    embedding_dim: int = 0
+    dropout_rate: float = 0.0
+    bn_momentum: float = 0.997
+    bn_epsilon: float = 1e-5
+    synchronized_bn: bool = False
+
+
+@dataclass
+class ResNetConfig(BaseModelConfig):
     """A ResNet v1.5 / ResNet-D / Big-Little ResNet and its tweaks.
 
     Architecture:
@@ -48,8 +81,7 @@ class ResNetConfig:
         stride 1 and channels match (official code's ``block_layer``; default: only
         when shapes differ, as torchvision / timm). Forced on by ``arch="big_little"``.
     Tweaks:
-      se_ratio: squeeze-excitation ratio after the last BN of each block (0 = off).
-      se_use_bias: biases in the SE 1x1 convs (timm / SE paper: True; official code: False).
+      se_ratio: squeeze-excitation after the last BN of each block (0 = off).
       selective_kernel: the 3x3 conv (+BN+ReLU) of each block is a ``SelectiveKernel``.
       sk_ratio, sk_min_dim, sk_variant: its ``r``, ``L`` and form (``"code"``: one 3x3 conv
         with 2f outputs split in two, the official code; ``"sknet"``: SKNet's two dilated
@@ -68,15 +100,7 @@ class ResNetConfig:
     Big-Little (``arch="big_little"``):
       alpha: little-branch width divisor; beta: little-branch depth divisor
         (little branch has ``max(1, n // beta - 1)`` blocks).
-    Head:
-      pool: ``"avg"`` global average pooling or ``"gem"`` generalized mean pooling (``gem_p``,
-        fixed as in the official code unless ``gem_trainable_p``).
-      embedding_dim: > 0 adds a bias-free dense (= 1x1 conv) + BN (layer ``embedding``) + ReLU
-        between pooling and logits (official code's ``embedding_size``).
-      dropout_rate: dropout before the logits (0 = off).
-    Batch norm:
-      bn_momentum: 0.997, bn_epsilon: 1e-5 (official code); synchronized_bn: cross-replica
-        BN (``keras.layers.BatchNormalization(synchronized=True)``).
+    ``se_use_bias``, head and batch norm: the fields of :class:`BaseModelConfig`.
     """
     arch: str = "resnet"
     block: str = "bottleneck"
@@ -86,8 +110,6 @@ class ResNetConfig:
     stem_width: int = 32
     shortcut: str = "conv"
     always_project: bool = False
-    se_ratio: int = 0
-    se_use_bias: bool = False
     selective_kernel: bool = False
     sk_ratio: int = 2
     sk_min_dim: int = 32
@@ -101,14 +123,6 @@ class ResNetConfig:
     zero_gamma: bool = False
     alpha: int = 2
     beta: int = 4
-    pool: str = "avg"
-    gem_p: float = 3.0
-    gem_trainable_p: bool = False
-    embedding_dim: int = 0
-    dropout_rate: float = 0.0
-    bn_momentum: float = 0.997
-    bn_epsilon: float = 1e-5
-    synchronized_bn: bool = False
 
     def anti_alias_parts(self) -> tuple:
         return tuple(p.strip() for p in self.anti_alias_type.split(",") if p.strip())
@@ -119,7 +133,7 @@ class ResNetConfig:
 
 
 @dataclass
-class MobileNetConfig:
+class MobileNetConfig(BaseModelConfig):
     """MobileNet V1 (Howard et al., 2017) with optional squeeze-excitation (the paper's
     mobile ablation, Lee et al. 2020, section 4.5).
 
@@ -128,21 +142,12 @@ class MobileNetConfig:
         after each depthwise-separable block.
       activation: ``"relu6"`` (TF-slim / keras.applications) or ``"relu"`` (MobileNet paper).
       cifar_stem: first conv at stride 1 (total stride 16 instead of 32).
+    ``se_use_bias``, head and batch norm: the fields of :class:`BaseModelConfig`.
     """
     arch: str = "mobilenet_v1"
     width_multiplier: float = 1.0
-    se_ratio: int = 0
-    se_use_bias: bool = False
     activation: str = "relu6"
     cifar_stem: bool = False
-    pool: str = "avg"
-    gem_p: float = 3.0
-    gem_trainable_p: bool = False
-    embedding_dim: int = 0
-    dropout_rate: float = 0.0
-    bn_momentum: float = 0.997
-    bn_epsilon: float = 1e-5
-    synchronized_bn: bool = False
 
     def total_stride(self) -> int:
         return 16 if self.cifar_stem else 32

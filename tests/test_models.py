@@ -95,6 +95,26 @@ def test_config_json_round_trip():
     assert mcfg.se_ratio == 2
 
 
+def test_shared_head_and_bn_fields_keep_names_and_defaults():
+    """ResNet and MobileNet configs take the SE / head / batch-norm fields from one base
+    class; names and defaults are those of the configs written before the refactor, and a
+    dict in the old field order (arch first, head last) loads to the same config."""
+    from models.config import BaseModelConfig, MobileNetConfig
+    shared = {"se_ratio": 0, "se_use_bias": False, "pool": "avg", "gem_p": 3.0,
+              "gem_trainable_p": False, "embedding_dim": 0, "dropout_rate": 0.0,
+              "bn_momentum": 0.997, "bn_epsilon": 1e-5, "synchronized_bn": False}
+    assert {f.name: f.default for f in dataclasses.fields(BaseModelConfig)} == shared
+    for cls in (ResNetConfig, MobileNetConfig):
+        assert issubclass(cls, BaseModelConfig)
+        assert {k: v for k, v in dataclasses.asdict(cls()).items() if k in shared} == shared
+    old = {"arch": "mobilenet_v1", "width_multiplier": 0.5, "se_ratio": 2, "se_use_bias": False,
+           "activation": "relu", "cifar_stem": True, "pool": "gem", "gem_p": 3.0,
+           "gem_trainable_p": True, "embedding_dim": 16, "dropout_rate": 0.1,
+           "bn_momentum": 0.9, "bn_epsilon": 1e-3, "synchronized_bn": False}
+    assert dataclasses.asdict(models.config_from_dict(json.loads(json.dumps(old)))) == old
+    assert models.config_from_dict({"block": "basic"}) == ResNetConfig(block="basic")
+
+
 def test_table7_aliases_map_to_documented_networks():
     """Rows as the paper's text states them (docs/MODELS.md "Table 7 rows"); E0, E3, E6 and
     E11 as issue #6 defines them."""
