@@ -383,20 +383,45 @@ def record_table(source, split: str) -> RecordTable:
     raise ValueError(f"record_table does not handle kind {info.kind!r}")
 
 
+def _close_fds(fds, _close=os.close):
+    # ``_close`` is bound at definition time: at interpreter exit ``os`` may be torn down.
+    for fd in fds:
+        try:
+            _close(fd)
+        except (OSError, TypeError):
+            pass
+
+
 class ByteReader:
-    """Reads record bytes by (file id, offset, length) with ``os.pread`` (thread-safe)."""
+    """Reads record bytes by (file id, offset, length) with ``os.pread`` (thread-safe).
+
+    Every file must exist when the reader is built (``FileNotFoundError`` naming the first
+    missing one); the files are opened on the first read.
+    """
 
     def __init__(self, files, member_names=None):
+        self._fds = None  # first, so that __del__ finds it whatever fails below
         self.files = list(files)
+        missing = [f for f in self.files if not os.path.isfile(f)]
+        if missing:
+            raise FileNotFoundError(
+                f"ByteReader: {len(missing)} of {len(self.files)} file(s) not found, the "
+                f"first: {os.fspath(missing[0])!r}")
         self.member_names = member_names
-        self._fds = None
         self._local = threading.local()
 
     def _fd(self, i):
         if self._fds is None:
             with _LOCK:
                 if self._fds is None:
-                    self._fds = [os.open(f, os.O_RDONLY) for f in self.files]
+                    fds = []
+                    try:
+                        for f in self.files:
+                            fds.append(os.open(f, os.O_RDONLY))
+                    except BaseException:
+                        _close_fds(fds)  # no descriptors leak when one open fails
+                        raise
+                    self._fds = fds
         return self._fds[i]
 
     def read_range(self, fid, offset, length):
@@ -414,9 +439,10 @@ class ByteReader:
             zs[fid] = zipfile.ZipFile(self.files[fid])
         return zs[fid].read(self.member_names[int(index)])
 
-    def __del__(self, _close=os.close):
-        for fd in self._fds or []:
-            try:
-                _close(fd)
-            except (OSError, TypeError):
-                pass
+    def __del__(self, _close_fds=_close_fds):
+        # getattr: the attribute is missing when __init__ failed before setting it; the
+        # default argument keeps the helper reachable at interpreter exit.
+        fds = getattr(self, "_fds", None)
+        self._fds = None
+        if fds:
+            _close_fds(fds)

@@ -368,6 +368,42 @@ def test_augmentation_goes_before_normalization(woof_zip, monkeypatch):
     assert calls == ["v0"]
 
 
+def test_byte_reader_missing_file_is_a_clear_error_and_del_is_quiet(tmp_path):
+    """A missing file fails at construction with its name; a failed or half-built reader and
+    one alive at interpreter exit close quietly (no "Exception ignored in ... __del__")."""
+    import subprocess
+    import textwrap
+    shard = tmp_path / "shard.bin"
+    shard.write_bytes(b"abcdef")
+    missing = str(tmp_path / "no_such_dir" / "shard-00000.tfrecord")
+    script = textwrap.dedent("""
+        import sys
+        from data.sources import ByteReader
+        try:
+            ByteReader([sys.argv[1], sys.argv[2]])
+        except FileNotFoundError as e:
+            print("missing:", e)
+        try:
+            ByteReader(None)  # __init__ fails on its first use of the argument
+        except TypeError:
+            print("typeerror")
+        half = ByteReader.__new__(ByteReader)  # __init__ never ran
+        del half
+        KEEP = ByteReader([sys.argv[1]])  # open descriptors at interpreter exit
+        assert KEEP.read_range(0, 2, 3) == b"cde"
+    """)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", script, str(shard), missing], cwd=repo,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"missing: ByteReader: 1 of 2 file(s) not found, the first: {missing!r}" \
+        in proc.stdout
+    assert "typeerror" in proc.stdout
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, \
+        proc.stderr
+
+
 def test_tfds_source_name_parsing_and_local_dataset(tmp_path, monkeypatch):
     from data import sources
     assert sources.parse_tfds_name("tfds:imagenette/320px") == ("imagenette/320px", None)
