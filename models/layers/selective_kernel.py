@@ -21,6 +21,11 @@ two branches, 3x3 conv with dilation ``dilation_rate`` and 3x3 conv with dilatio
 ``2 * dilation_rate`` (the "5x5"), each grouped (``groups``) + BN + ReLU, then the same fuse /
 select. SKNet uses ``groups=32``, ``ratio=16``, ``min_dim=32``; pass them explicitly.
 
+Padding: a strided branch conv pads explicitly and symmetrically (``dilation`` on every
+side) then runs VALID, as the official code (TF's "same" would pad asymmetrically at stride
+2); a branch conv that runs at stride 1 uses ``padding="same"``, which pads the same amounts.
+Layer and weight names do not depend on it.
+
 Deviations: NHWC only. ``keras.layers.Conv2D`` does not allow ``strides > 1`` together with
 ``dilation_rate > 1``; such a branch runs its conv at stride 1 and keeps every
 ``strides``-th row / column (identical output, more compute). BN defaults
@@ -102,8 +107,11 @@ class SelectiveKernel(keras.layers.Layer):
                 # keras Conv2D refuses strides > 1 with dilation > 1: run it at stride 1 and
                 # subsample in call() (same result, see _branches).
                 strides = 1
+            # stride 1, odd kernel: "same" pads dilation * (k - 1) / 2 on every side, what the
+            # explicit padding in _branches would do, without a padded copy of the input.
+            padding = "same" if strides == 1 and kernel_size > 1 else "valid"
             return keras.layers.Conv2D(
-                filters, kernel_size, strides=strides, padding="valid",
+                filters, kernel_size, strides=strides, padding=padding,
                 dilation_rate=dilation_rate, groups=groups, use_bias=False,
                 kernel_initializer=self.kernel_initializer,
                 kernel_regularizer=self.kernel_regularizer, name=name, dtype=self.dtype_policy)
@@ -139,7 +147,7 @@ class SelectiveKernel(keras.layers.Layer):
     def _out_size(self, size):
         if size is None:
             return None
-        # explicit pad of `dilation` on both sides (3x3 "same" padding), then VALID conv.
+        # pad of `dilation` on both sides (3x3 "same" padding; explicit when strided).
         return (size - 1) // self.strides + 1
 
     def build(self, input_shape):
@@ -147,8 +155,8 @@ class SelectiveKernel(keras.layers.Layer):
         if c is None:
             raise ValueError("SelectiveKernel needs a known number of channels (last axis).")
         for (conv, bn), dil in zip(self._branch_layers(), self.branch_dilations):
-            padded = (b, None if h is None else h + 2 * dil, None if w is None else w + 2 * dil, c)
-            conv.build(padded)
+            pad = 0 if conv.padding == "same" else 2 * dil
+            conv.build((b, None if h is None else h + pad, None if w is None else w + pad, c))
             bn.build((b, self._out_size(h), self._out_size(w), conv.filters))
         self.sk_fc1.build((b, 1, 1, self.filters))
         self.sk_fc1_bn.build((b, 1, 1, self.fuse_dim))
@@ -171,7 +179,9 @@ class SelectiveKernel(keras.layers.Layer):
     def _branches(self, inputs, training):
         feats = []
         for (conv, bn), dil in zip(self._branch_layers(), self.branch_dilations):
-            x = ops.pad(inputs, [[0, 0], [dil, dil], [dil, dil], [0, 0]])
+            x = inputs
+            if conv.padding == "valid":  # strided conv: explicit symmetric pad (official code)
+                x = ops.pad(x, [[0, 0], [dil, dil], [dil, dil], [0, 0]])
             x = conv(x)
             if dil > 1 and self.strides > 1:
                 x = x[:, ::self.strides, ::self.strides, :]
