@@ -8,10 +8,16 @@ Usage::
         [--corruption_dir DIR_FROM_make_corruptions] [--baseline_errors JSON] \
         [--output_dir DIR] [--max_examples N] [--benchmark_steps 10] [--no_progress]
 
-(also installed as ``assemble-evaluate``.) The model is rebuilt from the run's saved
-configuration (``official.checkpoints.restore_model``): architecture, overrides, class count,
-input size, eval preprocessing and normalization all come from ``RUN/run_config.json``;
-nothing about the model is given on the command line.
+(also installed as ``assemble-evaluate``.) An absl program: flags ``--flag=value`` or
+``--flag value``, defined in ``flags/evaluate.py`` (the run-directory flags ``--model_dir``,
+``--which`` in ``flags/run_dir.py``); ``--flagfile=FILE`` reads flags from a file and
+``--help`` lists them. ``main(argv)`` takes the arguments without the program name and can be
+called repeatedly from Python (each call parses into a fresh ``FlagValues``).
+
+The model is rebuilt from the run's saved configuration
+(``official.checkpoints.restore_model``): architecture, overrides, class count, input size,
+eval preprocessing and normalization all come from ``RUN/run_config.json``; nothing about the
+model is given on the command line.
 
 Reported (``RESULT`` below; printed as one JSON object on the last line of stdout, everything
 else goes to stderr):
@@ -59,7 +65,6 @@ eval JPEG re-encode that ImageNet-C applies (quality 85) only happens with
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -72,11 +77,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-logger = logging.getLogger("official.evaluate")
+import flags.evaluate as evaluate_flags
+from flags import cli
+from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
 
-DTYPE_POLICIES = {"fp32": "float32", "float32": "float32", "bf16": "mixed_bfloat16",
-                  "mixed_bfloat16": "mixed_bfloat16", "fp16": "mixed_float16",
-                  "mixed_float16": "mixed_float16"}
+logger = logging.getLogger("official.evaluate")
 
 
 class EvaluationError(ValueError):
@@ -671,46 +676,21 @@ def _per_class(cm: np.ndarray, class_names) -> Dict[str, Optional[float]]:
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m official.evaluate",
-        description="Evaluate a training run: top-1/top-5, ECE, throughput, corruption mCE.")
-    p.add_argument("--model_dir", required=True, help="training run directory (run_config.json)")
-    p.add_argument("--data", required=True, help="data source (zip, zip dir, image dir, "
-                   "TFRecord dir, tfds:NAME)")
-    p.add_argument("--split", default=None, help="default: the run's eval split, else "
-                   "validation/val/test")
-    p.add_argument("--which", default="latest", help="latest | best | a checkpoint name")
-    p.add_argument("--batch_size", type=int, default=None, help="default: the run's eval batch "
-                   "size, else 64")
-    p.add_argument("--dtype", default=None, choices=sorted(DTYPE_POLICIES),
-                   help="compute dtype (default: float32)")
-    p.add_argument("--corruptions", default=None, help="all | 15 | 19 | comma separated names")
-    p.add_argument("--severities", default="1..5", help="e.g. 1..5 or 1,3,5")
-    p.add_argument("--seed", type=int, default=0, help="seed of on-the-fly corruptions")
-    p.add_argument("--corruption_dir", default=None,
-                   help="directory written by python -m data.make_corruptions "
-                        "(default: corrupt on the fly)")
-    p.add_argument("--baseline_errors", default=None,
-                   help="JSON {corruption: [5 errors]} (or an eval-*.json) to normalize mCE "
-                        "by; 'alexnet' forces the AlexNet ImageNet-C errors")
-    p.add_argument("--output_dir", default=None, help="default: the checkpoint's directory")
-    p.add_argument("--max_examples", type=int, default=None,
-                   help="evaluate only the first N examples (smoke tests)")
-    p.add_argument("--benchmark_steps", type=int, default=10,
-                   help="timed forward passes for images_per_second")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    p.add_argument("--no_plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--retrieval", action="store_true",
-                   help="also report Recall@1/2/4/8 of the split's images retrieving each "
-                        "other, from the 'embedding' layer (else the pooled features)")
-    p.add_argument("--retrieval_metric", default="cosine", choices=("cosine", "euclidean"))
-    p.add_argument("--retrieval_zero_shot_classes", type=int, default=None,
-                   help="zero-shot protocol: retrieve only among the classes after the first N")
-    return p.parse_args(argv)
+PROG = "python -m official.evaluate"
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    """The flags (``flags/evaluate.py``) parsed from ``argv`` (without the program name;
+    default ``sys.argv[1:]``) into a fresh ``absl.flags.FlagValues`` (attributes
+    ``.model_dir``, ``.data``, ...). ``--flagfile=FILE`` works; ``--help`` prints the flags
+    and exits; bad flags raise :class:`EvaluationError` naming the flag."""
+    return cli.parse(evaluate_flags.define, argv, prog=PROG, usage=__doc__,
+                     required=evaluate_flags.REQUIRED, error=EvaluationError)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Runs the program on ``argv`` (flags only, no program name; default ``sys.argv[1:]``)
+    and prints the result JSON as the last line of stdout; callable repeatedly from Python."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
