@@ -5,8 +5,12 @@ Usage::
     python -m official.export --model_dir RUN --export_dir OUT [--which latest|best] \
         [--max_pixels 50000000] [--top_k 5] [--tflite] [--overwrite]
 
-(also installed as ``assemble-export``.) The model is rebuilt from the run's saved
-configuration (``official.checkpoints.restore_model``); the SavedModel holds the graph and
+(also installed as ``assemble-export``.) An absl program: flags in ``flags/export.py`` (the
+run-directory flags ``--model_dir``, ``--which`` in ``flags/run_dir.py``); ``--flagfile=FILE``
+works and ``--help`` lists them; ``main(argv)`` takes the arguments without the program name.
+
+The model is rebuilt from the run's saved configuration
+(``official.checkpoints.restore_model``); the SavedModel holds the graph and
 weights only, so ``tf.saved_model.load(OUT)`` works in a process that has TensorFlow but not
 this project (no custom Python objects are needed to load or run it).
 
@@ -63,7 +67,6 @@ outputs (the paper reports MobileNet accuracy only, no TFLite).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -74,8 +77,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_TOP_K = 5
+import flags.export as export_flags
+from flags import cli
+from flags.export import DEFAULT_MAX_PIXELS, DEFAULT_TOP_K
+
 LOGITS_TOLERANCE = 1e-4  # relative to max(1, max |logits|)
 PROB_TOLERANCE = 1e-5
 METADATA = "export_metadata.json"
@@ -383,26 +388,21 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m official.export",
-        description="Export a training run as a SavedModel (JPEG/PNG bytes and float "
-                    "signatures) and optionally TFLite.")
-    p.add_argument("--model_dir", required=True, help="training run directory (run_config.json)")
-    p.add_argument("--export_dir", required=True, help="output SavedModel directory")
-    p.add_argument("--which", default="latest", help="latest | best | a checkpoint name")
-    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="reject request images with more pixels (height*width) than this")
-    p.add_argument("--top_k", type=int, default=DEFAULT_TOP_K, help="k of the top-k outputs")
-    p.add_argument("--tflite", action="store_true",
-                   help="also write float and dynamic-range quantized TFLite models")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --export_dir")
-    p.add_argument("--no_verify", action="store_true",
-                   help="skip reloading the SavedModel and comparing it with Keras")
-    return p.parse_args(argv)
+PROG = "python -m official.export"
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    """The flags (``flags/export.py``) parsed from ``argv`` (without the program name;
+    default ``sys.argv[1:]``) into a fresh ``absl.flags.FlagValues``. ``--flagfile=FILE``
+    works; ``--help`` prints the flags and exits; bad flags raise :class:`ExportError`
+    naming the flag."""
+    return cli.parse(export_flags.define, argv, prog=PROG, usage=__doc__,
+                     required=export_flags.REQUIRED, error=ExportError)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Runs the program on ``argv`` (flags only, no program name; default ``sys.argv[1:]``)
+    and prints the metadata JSON as the last line of stdout; callable repeatedly."""
     args = parse_args(argv)
     metadata = export(args.model_dir, args.export_dir, which=args.which,
                       max_pixels=args.max_pixels, top_k=args.top_k, tflite=args.tflite,
