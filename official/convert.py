@@ -5,6 +5,10 @@ Usage::
     python -m official.convert --source timm --arch resnet50d \\
         --checkpoint resnet50d.pth --output resnet50d.weights.h5 [--num_classes 1000]
 
+An absl program: flags in ``flags/convert.py`` (``--flagfile=FILE`` works, ``--help`` lists
+them); ``main(argv)`` takes the arguments without the program name. Bad flags exit with
+status 2, a failed conversion with status 1, each with one ``error:`` line.
+
 Supported architectures (``models`` registry name == timm name):
 
 ====================  ===========================  ================================
@@ -60,7 +64,6 @@ PyTorch ecosystem can initialize fine-tuning (``--init_checkpoint OUT.weights.h5
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -70,10 +73,11 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-SOURCES = ("timm", "torchvision")
-TIMM_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-              "resnet50d", "resnet101d", "resnet152d", "seresnet50", "resnetblur50")
-TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+import flags.convert as convert_flags
+from flags import cli
+# The supported architectures live with the flags (their help lists them).
+from flags.convert import SOURCES, TIMM_ARCHS, TORCHVISION_ARCHS  # noqa: F401
+
 TORCH_BN_EPSILON = 1e-5
 
 _BN_FIELDS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
@@ -369,25 +373,21 @@ def convert(source: str, arch: str, checkpoint: str, output: str,
 
 
 # ----------------------------------------------------------------------------- CLI
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m official.convert",
-        description="Convert a timm / torchvision ResNet state dict into a Keras weights file "
-                    "of the matching model of this project.")
-    parser.add_argument("--source", required=True, choices=SOURCES)
-    parser.add_argument("--arch", required=True,
-                        help=f"timm: {', '.join(TIMM_ARCHS)}; torchvision: "
-                             f"{', '.join(TORCHVISION_ARCHS)}")
-    parser.add_argument("--checkpoint", required=True, help="state dict (.pth/.pt/.safetensors/.npz)")
-    parser.add_argument("--output", required=True, help="OUT.weights.h5")
-    parser.add_argument("--num_classes", type=int, default=None,
-                        help="default: the checkpoint's; another value drops the fc layer")
-    parser.add_argument("--image_size", type=int, default=224,
-                        help="input size the model is built with (weights do not depend on it)")
-    return parser.parse_args(argv)
+PROG = "python -m official.convert"
+
+
+def parse_args(argv: Optional[List[str]] = None):
+    """The flags (``flags/convert.py``) parsed from ``argv`` (without the program name;
+    default ``sys.argv[1:]``) into a fresh ``absl.flags.FlagValues``. ``--flagfile=FILE``
+    works; ``--help`` prints the flags and exits; bad flags raise
+    ``flags.cli.UsageError`` (a ``ValueError``) naming the flag."""
+    return cli.parse(convert_flags.define, argv, prog=PROG, usage=__doc__,
+                     required=convert_flags.REQUIRED)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+    """Runs the program on ``argv`` (flags only, no program name; default ``sys.argv[1:]``)
+    and prints the summary JSON on stdout; callable repeatedly from Python."""
     args = parse_args(argv)
     summary = convert(args.source, args.arch, args.checkpoint, args.output,
                       num_classes=args.num_classes, image_size=args.image_size)
@@ -396,9 +396,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
 
 
 def run() -> None:
-    """Console-script entry point: clear one-line errors, exit status 1."""
+    """Console-script entry point: clear one-line errors; exit status 2 for bad flags (as
+    before with argparse), 1 for a failed conversion."""
     try:
         main(sys.argv[1:])
+    except cli.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
