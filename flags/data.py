@@ -7,6 +7,7 @@ FIELDS = {
     "eval_split": "data.eval_split",
     "autoaugment": "data.autoaugment",
     "randaugment": "data.randaugment",
+    "device_augment": "data.device_augment",
     "normalization": "data.normalization",
     "eval_preprocess": "data.eval_preprocess",
     "label_offset": "data.label_offset",
@@ -22,6 +23,10 @@ def define():
     flags.DEFINE_string("eval_split", None, "Eval split (default: first of validation/val/test).")
     flags.DEFINE_string("autoaugment", None, "AutoAugment policy name (e.g. 'imagenet'), default none.")
     flags.DEFINE_string("randaugment", None, "RandAugment spec, default none.")
+    flags.DEFINE_enum("device_augment", None, ["none", "crop_flip"],
+                      "Augmentation on the accelerator for pre-decoded npz:FILE input (JAX path): "
+                      "crop_flip = the paper's random-resized crop + flip (data.device_augment). "
+                      "Default none.")
     flags.DEFINE_string("normalization", None, "Image normalization (default 'mean').")
     flags.DEFINE_string("eval_preprocess", None, "Eval preprocessing (default 'imagenet').")
     flags.DEFINE_integer("label_offset", None, "Added to labels (default 0).")

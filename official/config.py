@@ -43,6 +43,7 @@ class DataConfig:
     class_names: Optional[List[str]] = None
     autoaugment: Optional[str] = None
     randaugment: Optional[str] = None
+    device_augment: str = "none"  # none | crop_flip (npz input on the JAX path: data.device_augment)
     normalization: str = "mean"
     eval_preprocess: str = "imagenet"
     label_offset: int = 0

@@ -145,8 +145,15 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             errors.append("--sync_bn needs the TensorFlow backend")
         if o.dtype == "fp16":
             errors.append("--dtype=fp16 (dynamic loss scaling) is implemented on the TensorFlow path; use bf16")
-        if r.distillation == "online":
-            errors.append("online distillation is implemented on the TensorFlow path only")
+        if r.distillation == "online" and r.teacher and os.path.exists(os.path.join(r.teacher, "saved_model.pb")):
+            errors.append(f"--teacher={r.teacher!r} is a SavedModel, which needs TensorFlow; under "
+                          f"KERAS_BACKEND={backend} give a run directory or a .keras file")
+    if d.source.startswith("npz:") and (d.autoaugment or d.randaugment):
+        errors.append(f"--autoaugment/--randaugment run per image in tf.data; --data={d.source!r} is "
+                      f"pre-decoded npz input, which only --device_augment=crop_flip augments")
+    if d.device_augment != "none" and not d.source.startswith("npz:"):
+        errors.append(f"--device_augment={d.device_augment} is for pre-decoded npz:FILE input; "
+                      f"--data={d.source!r} is augmented per image by the tf.data pipeline")
     if r.distillation == "online" and not r.teacher:
         errors.append("--distillation=online needs --teacher (a run dir, a .keras file or a SavedModel)")
     if r.distillation == "online" and r.teacher and not os.path.exists(r.teacher):

@@ -12,8 +12,12 @@ the same as for a single worker, which is what makes runs comparable and resumab
 ``optimizer.stateless_apply``). It needs no TensorFlow for the model and the loss; the input
 is ``data.build_dataset`` converted to NumPy when TensorFlow is importable, else an
 ``npz:FILE`` source (arrays ``x_train, y_train, x_eval, y_eval``, already preprocessed
-float32 NHWC images; shuffled by a seeded permutation per epoch; no augmentation) --
-``tf.data`` cannot run on a machine without TensorFlow.
+float32 NHWC images; shuffled by a seeded permutation per epoch) -- ``tf.data`` cannot run
+on a machine without TensorFlow. npz input is augmented on the device when
+``--device_augment=crop_flip`` (``data.device_augment``: the paper's random-resized crop and
+flip, seeded by (data seed, step)); per-image AutoAugment/RandAugment exist only in
+``tf.data``. Online distillation runs the teacher (a Keras model) statelessly in the step on
+the same mixed view, as the TensorFlow path does.
 
 Both backends expose: ``scope()``, ``num_replicas``, ``is_chief``, ``train_batches(start)``,
 ``eval_batches()``, ``make_train_step(...)`` returning ``step(batch, step_index) -> dict of
@@ -353,8 +357,9 @@ class JaxBackend:
 
     def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None, mix_seed=None):
         jax, cfg = self.jax, self.cfg
-        if teacher_model is not None:
-            raise ValueError("online distillation is implemented on the TensorFlow path only")
+        if teacher_model is not None and not isinstance(teacher_model, keras.Model):
+            raise ValueError("online distillation under the JAX backend needs a Keras teacher (a run "
+                             "directory or a .keras file), not a TensorFlow SavedModel")
         wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
         tvars = model.trainable_variables
         decayed_ids = {id(v) for v in losses_lib.decayed_variables(model)}
@@ -362,14 +367,23 @@ class JaxBackend:
         if not optimizer.built:
             optimizer.build(tvars)
         ema_decay = cfg.optimization.ema_decay
+        augment = None
+        if cfg.data.device_augment != "none":
+            from data import device_augment  # keras.ops only (data/__init__ is lazy: no TensorFlow)
+            augment = device_augment.AUGMENTATIONS[cfg.data.device_augment]
+        data_seed = int(cfg.data.seed or 0)
 
-        def loss_fn(tv, ntv, images, targets, teacher):
+        def loss_fn(tv, ntv, images, targets, teacher, teacher_state):
             out = {}
 
             def call(x):
                 logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
                 out["ntv"] = new_ntv
                 return logits
+            if teacher_state is not None:  # online KD: the teacher sees the same (mixed) view
+                t_logits, _ = teacher_model.stateless_call(teacher_state[0], teacher_state[1], images,
+                                                           training=False)
+                teacher = ops.stop_gradient(ops.cast(t_logits, "float32"))
             t = loss_terms(cfg, model, images, None, teacher, None, None,
                            decayed=[tv[i] for i in decayed_idx], call=call, targets=targets)
             loss = ops.mean(t["per_example"]) + wd * t["l2"]
@@ -377,14 +391,16 @@ class JaxBackend:
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-        def step(tv, ntv, ov, ev, seed_state, images, labels, teacher):
+        def step(tv, ntv, ov, ev, seed_state, images, labels, teacher, aug_seed, teacher_state):
+            if augment is not None:  # per-image crop/flip on the device, seeded by (data seed, step)
+                images = augment(images, aug_seed)
             if mix_seed is not None:  # the mixing seed generator, statelessly
                 with keras.StatelessScope(state_mapping=[(mix_seed.state, seed_state)]) as scope:
                     images, targets, teacher = _per_replica_targets(cfg, images, labels, teacher, mix_seed)
                     seed_state = scope.get_current_value(mix_seed.state)
             else:
                 images, targets, teacher = _per_replica_targets(cfg, images, labels, teacher, None)
-            (loss, (ntv, t)), grads = grad_fn(tv, ntv, images, targets, teacher)
+            (loss, (ntv, t)), grads = grad_fn(tv, ntv, images, targets, teacher, teacher_state)
             tv, ov = optimizer.stateless_apply(ov, grads, tv)
             if ev is not None:
                 ev = [ema_decay * e + (1 - ema_decay) * w for e, w in zip(ev, tv)]
@@ -396,6 +412,10 @@ class JaxBackend:
         jstep = jax.jit(step, donate_argnums=(0, 1, 2))
         self._model, self._optimizer, self._ema, self._mix_seed = model, optimizer, ema_vars, mix_seed
         self._state = None
+        teacher_state = None
+        if teacher_model is not None:
+            teacher_state = ([v.value for v in teacher_model.trainable_variables],
+                             [v.value for v in teacher_model.non_trainable_variables])
 
         def step_fn(iterator, step_i):
             if self._state is None:
@@ -407,7 +427,8 @@ class JaxBackend:
             images, labels = next(iterator)
             labels, teacher = _split_labels(labels)
             tv, ntv, ov, ev, ss = self._state
-            tv, ntv, ov, ev, ss, m = jstep(tv, ntv, ov, ev, ss, images, labels, teacher)
+            aug_seed = np.asarray([data_seed, step_i], np.uint32)
+            tv, ntv, ov, ev, ss, m = jstep(tv, ntv, ov, ev, ss, images, labels, teacher, aug_seed, teacher_state)
             self._state = (tv, ntv, ov, ev, ss)
             return {k: float(v) for k, v in m.items()}
         return step_fn

@@ -232,3 +232,18 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     assert saved.backend == "jax"
     pred = np.argmax(np.asarray(model(arrays["x_eval"], training=False)), -1)
     assert float(np.mean(pred == arrays["y_eval"])) == pytest.approx(res["top1"])
+
+    # the JAX path's own augmentation and online distillation: device crop/flip (stateless seed
+    # = data seed, step) and the first run as the teacher, run statelessly inside the step
+    cfg2 = tiny_config(tmp_path / "jax_kd", f"npz:{tmp_path / 'tiny.npz'}", optimization__train_steps=3,
+                       runtime__eval_steps=None, model__overrides={"width": 8, "layers": [1, 1, 1, 1]},
+                       data__device_augment="crop_flip", regularization__distillation="online",
+                       regularization__teacher=str(tmp_path / "jax"), regularization__distillation_weight=1.0)
+    r = subprocess.run([sys.executable, "-c", JAX_DRIVER, cfg2.to_json()], cwd=REPO_ROOT,
+                       env=dict(_env(), KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res2 = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert res2["step"] == 3 and res2["tf_loaded"] is False
+    logged = [json.loads(line) for line in open(tmp_path / "jax_kd" / "train_scalars.jsonl")]
+    # KD term = T^2 * CE(softmax(teacher), student) >= the teacher's entropy > 0 (T = 1)
+    assert logged and all(np.isfinite(m["distillation"]) and m["distillation"] > 0 for m in logged)
