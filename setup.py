@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["models", "models.*", "data", "data.*", "flags", "flags.*",
                                     "official", "official.*"]),
-    package_data={"official": ["configs/*.cfg"]},
+    package_data={"official": ["configs/*.cfg", "configs/ablation/*.cfg"]},
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.15,<3.16",
