@@ -23,7 +23,7 @@
 # machine and carried:
 #
 #     python benchmarks/mini_ablation.py --out runs/mini_gpu --stages prepare --backend jax \
-#         --train_images 20000 --test_images 2000 --corrupt_images 500
+#         --train_images 20000 --test_images 2000 --corrupt_images 500 --workers 2
 #     # then carry runs/mini_gpu/data, runs/mini_gpu/corrupt (about 30 MB) and .whl
 #     # (data.npz is rebuilt on the GPU machine from the JPEG zips with PIL)
 #
@@ -42,9 +42,12 @@
 # on the device; float32 (XLA / cuDNN default precision: TF32 allowed on Ampere/Hopper on both
 # sides) and bfloat16 (Keras mixed_bfloat16 policy / torch.autocast: float32 weights, bf16
 # compute); inference = forward in eval mode; training = forward + loss + backward + SGD momentum
-# update. Ours: a jitted model.stateless_call (+ jax.value_and_grad + optimizer.stateless_apply
-# with donated state); best of 3 repeats of 20 steps after 5 warm-up steps (compilation,
-# twice for the train step, happens in the warm-up).
+# update. Ours: benchmarks/jax_throughput.py (a jitted model.stateless_call, + jax.value_and_grad
+# + optimizer.stateless_apply with donated state; all programs compiled ahead of time in
+# parallel threads, then timed one after the other), with variants measured in the same run
+# (assemble_resnet50 with the depthwise BlurPool); best of 2 repeats of 15 steps after 2 warm-up
+# calls, on both sides. Time limits (OURS_BUDGET, THROUGHPUT_TIMEOUT, TIMM_TIMEOUT,
+# ABLATION_TIMEOUT) fit both halves into one 15-minute device lease; what finished is kept.
 # benchmarks/model_throughput.py is NOT used for the GPU figures: it feeds a NumPy batch to
 # predict_on_batch/train_on_batch, so every step copies the batch host->device (and syncs the
 # weights back to the Keras variables), which is not "input already on the device".
@@ -72,7 +75,9 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/suite.log") 2>&1
-echo "== gpu_suite $(date -u +%FT%TZ) tiny=$TINY host=$(hostname)"
+echo "== gpu_suite $(date -u +%FT%TZ) tiny=$TINY host=$(hostname) nproc=$(nproc)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm \
+    --format=csv,noheader || true
 
 # ---- 1. carried wheels (keras, optree, namex) -------------------------------------------
 WHEELS=${WHEELS:-.whl}
@@ -113,89 +118,63 @@ EOF
 if [ "$TINY" = 1 ]; then
   BS=4; SIZE=64; STEPS=2; WARM=1; REP=1; DEVICE=cpu
   MODELS=resnet50,assemble_resnet50; TIMM_MODELS=resnet50,skresnet50d
+  VARIANTS="assemble_resnet50:blur=depthwise"
+  OURS_BUDGET=0; THROUGHPUT_TIMEOUT=900; TIMM_TIMEOUT=300; ABLATION_TIMEOUT=1800
 else
-  BS=256; SIZE=224; STEPS=20; WARM=5; REP=3; DEVICE=cuda
-  MODELS=resnet50,resnet50d,skresnet50,assemble_resnet50; TIMM_MODELS=resnet50,resnet50d,skresnet50d
+  BS=256; SIZE=224; STEPS=15; WARM=2; REP=2; DEVICE=cuda
+  MODELS=resnet50,assemble_resnet50,skresnet50,resnet50d; TIMM_MODELS=resnet50,skresnet50d,resnet50d
+  VARIANTS="assemble_resnet50:blur=depthwise"
+  # one 15-minute device lease holds both halves: the time limits keep what finished
+  OURS_BUDGET=${OURS_BUDGET:-200}; THROUGHPUT_TIMEOUT=${THROUGHPUT_TIMEOUT:-230}
+  TIMM_TIMEOUT=${TIMM_TIMEOUT:-70}; ABLATION_TIMEOUT=${ABLATION_TIMEOUT:-290}
 fi
 
-# ---- 2. throughput: ours (Keras 3 on JAX) and timm (PyTorch), same run ----------------------
+# ---- 2. mini-ablation on the GPU (trainer's JAX path, npz input); first: it is all or nothing,
+#         while the throughput half keeps partial results
+if [ "$ABLATION" = 1 ]; then
+  if [ "$TINY" = 1 ]; then
+    ABL_OUT=${ABL_OUT_TINY:-/tmp/gpu_suite_tiny_ablation}
+    # the tiny prepare needs TensorFlow (corruptions): reuse a CPU-prepared folder when given
+    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
+      echo "tiny ablation: prepare $ABL_OUT first with TensorFlow:"
+      echo "  python benchmarks/mini_ablation.py --tiny --out $ABL_OUT --stages prepare --backend jax"
+      exit 4
+    fi
+    "$PYTHON" benchmarks/mini_ablation.py --tiny --backend jax --out "$ABL_OUT" --plot "$OUT/ablation.png" \
+        --parallel 2 $ABL_ARGS
+  else
+    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
+      echo "mini-ablation: $ABL_OUT/corrupt is missing: prepare it on the CPU machine (see the header) and carry it"
+      exit 4
+    fi
+    timeout "$ABLATION_TIMEOUT" "$PYTHON" benchmarks/mini_ablation.py --backend jax --out "$ABL_OUT" \
+        --plot "$OUT/ablation.png" --parallel 6 --train_images 20000 --epochs 15 --width 32 \
+        --seeds E0=0,1 E11=0,1 '*=0' $ABL_ARGS || echo "mini_ablation ended with status $?"
+  fi
+  cp "$ABL_OUT"/results.md "$ABL_OUT"/results.json "$OUT/" 2>/dev/null || true
+  # per-run logs and evaluations, one tarball (the device tool returns at most 8 files)
+  tar czf "$OUT/ablation_runs.tgz" -C "$ABL_OUT" --exclude='*.keras' --exclude='*.weights.h5' \
+      --exclude='ckpt*' runs 2>/dev/null || true
+fi
+# ---- 3. throughput: ours (Keras 3 on JAX) and timm (PyTorch), same run ----------------------
 if [ "$THROUGHPUT" = 1 ]; then
   rm -f "$OUT/throughput.jsonl"
-  for DT in float32 bfloat16; do
-    "$PYTHON" - "$MODELS" "$DT" "$BS" "$SIZE" "$STEPS" "$WARM" "$REP" "$OUT/throughput.jsonl" <<'EOF'
-import json, sys, time
-names, dtype, bs, size, steps, warm, reps, out = sys.argv[1].split(","), sys.argv[2], *map(int, sys.argv[3:8]), sys.argv[8]
-import jax, jax.numpy as jnp, keras, numpy as np
-import models
-keras.config.set_dtype_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
-dev = jax.devices()[0]
-x = jax.device_put(jnp.asarray(np.random.default_rng(0).normal(size=(bs, size, size, 3)), jnp.float32), dev)
-y = jax.device_put(jnp.asarray(np.random.default_rng(1).integers(0, 1000, bs), jnp.int32), dev)
-for name in names:
-    model = models.build_model(name, num_classes=1000, input_shape=(size, size, 3))
-    opt = keras.optimizers.SGD(0.01, momentum=0.9)
-    opt.build(model.trainable_variables)
-    tv = [v.value for v in model.trainable_variables]
-    ntv = [v.value for v in model.non_trainable_variables]
-    ov = [v.value for v in opt.variables]
-
-    @jax.jit
-    def infer(tv, ntv, x):
-        return model.stateless_call(tv, ntv, x, training=False)[0]
-
-    def loss_fn(tv, ntv, x, y):
-        logits, ntv = model.stateless_call(tv, ntv, x, training=True)
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1)), ntv
-
-    def train_step(tv, ntv, ov, x, y):
-        (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
-        tv, ov = opt.stateless_apply(ov, g, tv)
-        return loss, tv, ntv, ov
-    train = jax.jit(train_step, donate_argnums=(0, 1, 2))
-    res = {}
-    for mode in ("infer", "train"):
-        t0 = time.perf_counter()
-        # >= 2 warm-up calls: the train step compiles twice (the first call's outputs, fed back,
-        # differ from the freshly built state in weak types), measured with JAX_LOG_COMPILES=1
-        for _ in range(max(warm, 2)):
-            if mode == "infer":
-                infer(tv, ntv, x).block_until_ready()
-            else:
-                loss, tv, ntv, ov = train(tv, ntv, ov, x, y)
-                loss.block_until_ready()
-        warm_s = time.perf_counter() - t0
-        best = float("inf")
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                if mode == "infer":
-                    o = infer(tv, ntv, x)
-                else:
-                    o, tv, ntv, ov = train(tv, ntv, ov, x, y)
-            o.block_until_ready()
-            best = min(best, time.perf_counter() - t0)
-        ips = bs * steps / best
-        r = dict(framework="keras-jax", impl="ours", model=name, dtype=dtype, mode=mode, images_per_second=ips,
-                 batch_size=bs, image_size=size, steps=steps, repeats=reps, device=str(dev.device_kind),
-                 params=int(model.count_params()), warmup_s=warm_s, jax=jax.__version__, keras=keras.__version__)
-        print(f"ours {name:18s} {dtype:9s} {mode:5s} {ips:10.1f} img/s  (compile+warm-up {warm_s:.1f}s)", flush=True)
-        with open(out, "a") as f:
-            f.write(json.dumps(r) + "\n")
-    del model, opt, tv, ntv, ov
-    keras.backend.clear_session()
-assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None, "TensorFlow was imported"
-EOF
-  done
-  "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
-      --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" $COMPILE --json "$OUT/throughput.jsonl"
+  timeout "$THROUGHPUT_TIMEOUT" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
+      --batch_size "$BS" --image_size "$SIZE" --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \
+      --budget_s "$OURS_BUDGET" --json "$OUT/throughput.jsonl" || echo "jax_throughput ended with status $?"
+  timeout "$TIMM_TIMEOUT" "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
+      --dtypes bfloat16,float32 --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" $COMPILE \
+      --json "$OUT/throughput.jsonl" \
+      || echo "timm_throughput ended with status $?"
   "$PYTHON" - "$OUT/throughput.jsonl" "$OUT/throughput.md" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ips = {(r["impl"], r["model"], r["dtype"], r["mode"]): r["images_per_second"] for r in rows}
 dev = sorted({r["device"] for r in rows})
 pairs = [("resnet50", "resnet50", 0.8), ("resnet50d", "resnet50d", None), ("skresnet50", "skresnet50d", None),
-         ("skresnet50", "skresnet50", None), ("assemble_resnet50", "skresnet50d", 1.0)]
+         ("assemble_resnet50", "skresnet50d", 1.0)]
+pairs += sorted({(r["model"], "skresnet50d", None) for r in rows
+                 if r["impl"] == "ours" and r["model"].startswith("assemble_resnet50[")})
 lines = [f"devices: {', '.join(dev)}", "",
          "| ours (Keras/JAX) | timm (PyTorch) | dtype | mode | ours img/s | timm img/s | ratio | target |",
          "|---|---|---|---|---|---|---|---|"]
@@ -213,25 +192,4 @@ open(sys.argv[2], "w").write(text + "\n")
 EOF
 fi
 
-# ---- 3. mini-ablation on the GPU (trainer's JAX path, npz input) ------------------------------
-if [ "$ABLATION" = 1 ]; then
-  if [ "$TINY" = 1 ]; then
-    ABL_OUT=${ABL_OUT_TINY:-/tmp/gpu_suite_tiny_ablation}
-    # the tiny prepare needs TensorFlow (corruptions): reuse a CPU-prepared folder when given
-    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
-      echo "tiny ablation: prepare $ABL_OUT first with TensorFlow:"
-      echo "  python benchmarks/mini_ablation.py --tiny --out $ABL_OUT --stages prepare --backend jax"
-      exit 4
-    fi
-    "$PYTHON" benchmarks/mini_ablation.py --tiny --backend jax --out "$ABL_OUT" --plot "$OUT/ablation.png" $ABL_ARGS
-  else
-    if [ ! -f "$ABL_OUT/corrupt/.done" ]; then
-      echo "mini-ablation: $ABL_OUT/corrupt is missing: prepare it on the CPU machine (see the header) and carry it"
-      exit 4
-    fi
-    "$PYTHON" benchmarks/mini_ablation.py --backend jax --out "$ABL_OUT" --plot "$OUT/ablation.png" \
-        --train_images 20000 --epochs 15 --width 32 --seeds E0=0,1,2 E11=0,1,2 '*=0,1' $ABL_ARGS
-  fi
-  cp "$ABL_OUT"/results.md "$ABL_OUT"/results.json "$OUT/" 2>/dev/null || true
-fi
 echo "== gpu_suite done $(date -u +%FT%TZ)"

@@ -198,31 +198,67 @@ def train_cmd(a, row, seed):
         cmd.append(f"--batch_size={a.batch_size}")
     if a.learning_rate:
         cmd.append(f"--base_learning_rate={a.learning_rate}")
-    if row == "E11" and a.backend != "jax":
+    if row == "E11":
         cmd.append(f"--teacher={os.path.join(a.out, 'runs', f'E0_s{seed}')}")
     return rd, cmd + list(a.train_args)
 
 
+def _finished(rd):
+    res = os.path.join(rd, "results.json")
+    return os.path.exists(res) and bool(json.load(open(res)).get("finished"))
+
+
+def _needs(row, seed):
+    """Runs that must finish first: E11 distills online from the E0 run of the same seed."""
+    return [("E0", seed)] if row == "E11" else []
+
+
 def train(a):
+    """Trains every run, ``--parallel`` at a time (a GPU holds several of these small runs at
+    once), starting a run only when the runs it needs (E11: its E0 teacher) have finished."""
     env = dict(os.environ, KERAS_BACKEND="jax" if a.backend == "jax" else "tensorflow",
                TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    todo, running, done = [], {}, set()
     for row, seed in run_list(a):
-        rd, cmd = train_cmd(a, row, seed)
-        res = os.path.join(rd, "results.json")
-        if os.path.exists(res) and json.load(open(res)).get("finished"):
+        rd, _ = train_cmd(a, row, seed)
+        if _finished(rd):
             log(f"{row} seed {seed}: already trained")
-            continue
-        os.makedirs(rd, exist_ok=True)
-        log(f"train {row} seed {seed}: " + " ".join(cmd))
-        t0 = time.time()
-        with open(os.path.join(rd, "train.log"), "a") as f:
-            p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-        if p.returncode:
-            raise SystemExit(f"training {row} seed {seed} failed (exit {p.returncode}); see {rd}/train.log")
-        r = json.load(open(res))
-        log(f"  done in {time.time() - t0:.0f}s: {r['step']} steps, eval top-1 {r['eval_top1']:.4f}, "
-            f"{r.get('images_per_sec', 0):.0f} img/s")
+            done.add((row, seed))
+        else:
+            todo.append((row, seed))
+    planned = set(todo) | done
+    while todo or running:
+        for key in list(todo):
+            if len(running) >= max(1, a.parallel):
+                break
+            if any(n in planned and n not in done for n in _needs(*key)):
+                continue
+            rd, cmd = train_cmd(a, *key)
+            os.makedirs(rd, exist_ok=True)
+            log(f"train {key[0]} seed {key[1]}: " + " ".join(cmd))
+            f = open(os.path.join(rd, "train.log"), "a")
+            running[key] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT),
+                            f, rd, time.time())
+            todo.remove(key)
+        if not running:
+            raise SystemExit(f"cannot start {todo}: the runs they need are not planned")
+        time.sleep(0.5)
+        for key, (p, f, rd, t0) in list(running.items()):
+            if p.poll() is None:
+                continue
+            f.close()
+            del running[key]
+            if p.returncode:
+                for q, g, _, _ in running.values():
+                    q.kill()
+                    g.close()
+                raise SystemExit(f"training {key[0]} seed {key[1]} failed (exit {p.returncode}); "
+                                 f"see {rd}/train.log")
+            done.add(key)
+            r = json.load(open(os.path.join(rd, "results.json")))
+            log(f"  {key[0]} seed {key[1]} done in {time.time() - t0:.0f}s: {r['step']} steps, eval top-1 "
+                f"{r['eval_top1']:.4f}, {r.get('images_per_sec', 0):.0f} img/s")
 
 
 # ----------------------------------------------------------------------------- eval
@@ -254,14 +290,41 @@ def _load_eval_arrays(a):
     return out
 
 
+def _eval_parallel(a):
+    """One ``--stages eval --runs ROW_sS`` subprocess per run, ``--parallel`` at a time."""
+    pending = [f"{r}_s{s}" for r, s in run_list(a)
+               if not os.path.exists(os.path.join(a.out, "runs", f"{r}_s{s}", "mini_eval.json"))]
+    if not pending:
+        return
+    t0 = time.time()
+    _load_eval_arrays(a)  # decoded once, cached for the subprocesses
+    log(f"eval arrays ready ({time.time() - t0:.0f}s); evaluating {pending}, {a.parallel} at a time")
+    base = [sys.executable, os.path.abspath(__file__), "--out", a.out, "--stages", "eval",
+            "--backend", a.backend, "--severities", ",".join(map(str, a.severities)), "--parallel", "1",
+            "--rows", ",".join(a.rows), "--seeds", *[f"{k}={','.join(map(str, v))}" for k, v in a.seeds.items()]]
+    running = []
+    while pending or running:
+        while pending and len(running) < a.parallel:
+            run = pending.pop(0)
+            running.append((run, subprocess.Popen(base + ["--runs", run], cwd=ROOT)))
+        time.sleep(0.5)
+        for item in list(running):
+            if item[1].poll() is not None:
+                running.remove(item)
+                if item[1].returncode:
+                    raise SystemExit(f"evaluating {item[0]} failed (exit {item[1].returncode})")
+
+
 def evaluate(a):
+    if a.parallel > 1 and not a.runs:
+        return _eval_parallel(a)
     import keras
     from official import checkpoints as ckpt_lib
     arrays = None
     for row, seed in run_list(a):
         rd = os.path.join(a.out, "runs", f"{row}_s{seed}")
         out_path = os.path.join(rd, "mini_eval.json")
-        if os.path.exists(out_path):
+        if os.path.exists(out_path) or (a.runs and f"{row}_s{seed}" not in a.runs):
             continue
         if arrays is None:
             t0 = time.time()
@@ -419,6 +482,9 @@ def parse(argv=None):
     p.add_argument("--data_seed", type=int, default=0, help="seed of the training subset")
     p.add_argument("--workers", type=int, default=2, help="make_corruptions processes")
     p.add_argument("--plot", default="")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs trained / evaluated at once (GPU: several small runs share the device)")
+    p.add_argument("--runs", default="", help="eval only these runs (ROW_sSEED,...)")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("train_args", nargs="*", help="after --: extra trainer flags for every run")
     a = p.parse_args(argv)
@@ -436,6 +502,7 @@ def parse(argv=None):
         seeds[k] = [int(s) for s in v.split(",")]
     a.seeds = seeds
     a.stages = [s.strip() for s in a.stages.split(",")]
+    a.runs = [r for r in a.runs.split(",") if r]
     return a
 
 
