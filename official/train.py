@@ -15,14 +15,15 @@ Reimplements the training of clovaai/assembled-cnn (``main_classification.py`` -
   -> checkpoint + clean exit, a non-finite loss stops the run keeping the last good one.
 
 Backend-specific code lives in ``official.train_backends`` (TensorFlow: ``strategy.run`` in
-``tf.function`` under any ``tf.distribute`` strategy; JAX: one device, jitted stateless step).
+``tf.function`` under any ``tf.distribute`` strategy; JAX: a jitted stateless step, on one
+device or data-parallel over a device mesh with ``--distribution_strategy=mirrored``).
 
 Deviations from the paper's code, on purpose:
 * Keras' SGD keeps ``v = m*v - lr*g; w += v`` (learning rate inside the velocity), where
   ``tf.train.MomentumOptimizer`` used ``v = m*v + g; w -= lr*v``: identical for a constant
   LR, slightly different while the LR changes (warm-up / cosine). Not worth a custom optimizer.
 * Batch norm is per replica by default (as the paper's multi-GPU Estimator); ``--sync_bn``
-  synchronizes it.
+  synchronizes it. Under JAX with several devices it is always synchronized (global batch).
 * The eval top-1 used for the "best" checkpoint comes from the eval split of ``--data``
   (ImageNet recipes: the validation set, as the paper reports).
 """
@@ -138,11 +139,22 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
     if dist.strategy == "tpu" and not dist.tpu:
         errors.append("--distribution_strategy=tpu needs --tpu=<name or grpc address>")
     if backend != "tensorflow":
-        if dist.strategy not in ("off", "one_device"):
+        if dist.strategy not in ("off", "one_device", "mirrored"):
             errors.append(f"--distribution_strategy={dist.strategy} needs the TensorFlow backend "
-                          f"(KERAS_BACKEND={backend}: one device only)")
-        if dist.sync_bn:
-            errors.append("--sync_bn needs the TensorFlow backend")
+                          f"(KERAS_BACKEND={backend}: off, one_device or mirrored over the local devices)")
+        if backend == "jax" and dist.strategy == "mirrored":
+            # One jitted step on global arrays sharded over a device mesh: BN statistics are over
+            # the global batch, i.e. synchronized BN (per-replica BN is not available under JAX).
+            dist.sync_bn = True
+            from official.train_backends import jax_devices
+            try:
+                n = len(jax_devices(dist))
+            except ValueError as e:
+                errors.append(str(e))
+            else:
+                if o.batch_size > 0 and o.batch_size % n:
+                    errors.append(f"--batch_size={o.batch_size} (global) is not divisible by the {n} JAX "
+                                  f"devices of --distribution_strategy=mirrored; use a multiple of {n}")
         if o.dtype == "fp16":
             errors.append("--dtype=fp16 (dynamic loss scaling) is implemented on the TensorFlow path; use bf16")
         if r.distillation == "online" and r.teacher and os.path.exists(os.path.join(r.teacher, "saved_model.pb")):
@@ -333,7 +345,8 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     import models
     with backend.scope():
         model = ckpt_lib.build_model_from_config(cfg)
-        if cfg.distribution.sync_bn:
+        if cfg.distribution.sync_bn and backend_name == "tensorflow":
+            # (JAX: BN in the step sharded over the mesh is already over the global batch)
             for layer in model._flatten_layers(include_self=False, recursive=True):
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.synchronized = True

@@ -8,7 +8,7 @@ splits every global batch over the replicas (data auto-sharding, so with several
 every worker decodes the global batch and keeps its slice: the global batch at step ``n`` is
 the same as for a single worker, which is what makes runs comparable and resumable).
 
-``JaxBackend``: one device, a jitted stateless step (``model.stateless_call`` +
+``JaxBackend``: a jitted stateless step (``model.stateless_call`` +
 ``optimizer.stateless_apply``). It needs no TensorFlow for the model and the loss; the input
 is ``data.build_dataset`` converted to NumPy when TensorFlow is importable, else an
 ``npz:FILE`` source (arrays ``x_train, y_train, x_eval, y_eval``, already preprocessed
@@ -18,6 +18,27 @@ on a machine without TensorFlow. npz input is augmented on the device when
 flip, seeded by (data seed, step)); per-image AutoAugment/RandAugment exist only in
 ``tf.data``. Online distillation runs the teacher (a Keras model) statelessly in the step on
 the same mixed view, as the TensorFlow path does.
+
+Data parallelism on the JAX path (``--distribution_strategy=mirrored``, one process): a
+``jax.sharding.Mesh`` over the devices of ``jax_devices`` with one axis ``"data"``; every
+global batch is put on it split along the batch axis (``NamedSharding(mesh, P("data"))``),
+the weights, BN statistics, optimizer slots, EMA, seed state (and an online teacher) are
+replicated (``P()``), and the SAME jitted step runs on these global arrays (outputs pinned
+to ``P()``); XLA partitions it and inserts the all-reduces. The step is written for the
+global batch, so it is the single-device computation, only partitioned:
+* batch norm statistics are computed over the GLOBAL batch, i.e. synchronized BN
+  (``--sync_bn`` is implied and recorded in the run config). Per-replica BN (the paper's
+  multi-GPU default, the TensorFlow path without ``--sync_bn``) would need ``shard_map``
+  and is not available on the JAX path;
+* mixup/CutMix (``data.mixing``) pairs and mixes over the global batch (the TensorFlow path
+  mixes within each replica's slice), and the random draws (mixing, DropBlock, device crop)
+  do not depend on the device count, so N devices match one device up to float summation
+  order (tested on 2 host CPU devices).
+The global ``--batch_size`` must be divisible by the device count (checked in
+``official.train.prepare_config``). ``off`` / ``one_device`` use the default device without
+a mesh; evaluation runs on the default device. ``sync_to_variables`` copies the replicated
+state to the host (``jax.device_get``) before assigning it, so the checkpoints are the
+single-device ones (a run trained on N devices restores on one, and under TensorFlow).
 
 Both backends expose: ``scope()``, ``num_replicas``, ``is_chief``, ``train_batches(start)``,
 ``eval_batches()``, ``make_train_step(...)`` returning ``step(batch, step_index) -> dict of
@@ -286,6 +307,34 @@ def make_strategy(dist):
 
 
 # ============================================================================ JAX
+def select_jax_devices(strategy, num_gpus, local_devices, cpu_devices):
+    """The devices a JAX run trains on (pure: takes the device lists, so it is testable).
+
+    ``off`` / ``one_device``: the first (default) device. ``mirrored``, chosen as
+    ``make_strategy`` does on the TensorFlow path: on an accelerator machine the first
+    ``num_gpus`` local devices (``--num_gpus``, default 1: give ``--num_gpus=8`` for 8), with
+    ``num_gpus=0`` or on a CPU-only machine all host CPU devices (as TF's mirrored uses all
+    logical CPUs; ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes N of them).
+    Asking for more accelerators than there are is an error (TF silently takes fewer).
+    """
+    if strategy != "mirrored":
+        return list(local_devices[:1])
+    if num_gpus > 0 and local_devices and local_devices[0].platform != "cpu":
+        if num_gpus > len(local_devices):
+            raise ValueError(f"--num_gpus={num_gpus}: only {len(local_devices)} local "
+                             f"{local_devices[0].platform} devices under KERAS_BACKEND=jax")
+        return list(local_devices[:num_gpus])
+    return list(cpu_devices)
+
+
+def jax_devices(dist):
+    """``select_jax_devices`` for a ``DistributionConfig`` on this machine's local devices."""
+    import jax
+    local = jax.local_devices()
+    cpus = jax.local_devices(backend="cpu") if dist.strategy == "mirrored" else []
+    return select_jax_devices(dist.strategy, dist.num_gpus, local, cpus)
+
+
 class _NpzBatches:
     def __init__(self, path, batch_size, seed, start_batch=0, training=True):
         z = np.load(path)
@@ -319,10 +368,25 @@ class JaxBackend:
         import jax
         self.jax = jax
         self.cfg = cfg
-        self.num_replicas = 1
+        self.devices = jax_devices(cfg.distribution)
+        self.num_replicas = len(self.devices)
         self.is_chief = True
         self.task = "local"
         self._state = None
+        self.mesh = None  # off / one_device: the default device, no sharding
+        if cfg.distribution.strategy == "mirrored":
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+            self.mesh = Mesh(np.array(self.devices), ("data",))
+            self._batch_sharding = NamedSharding(self.mesh, P("data"))  # split along the batch
+            self._replicated = NamedSharding(self.mesh, P())
+
+    def _replicate(self, tree):
+        """Model/optimizer/EMA/seed state: a full copy on every device of the mesh."""
+        return tree if self.mesh is None else self.jax.device_put(tree, self._replicated)
+
+    def _shard(self, tree):
+        """A global batch (images, labels, teacher logits): split along axis 0 over the mesh."""
+        return tree if self.mesh is None else self.jax.device_put(tree, self._batch_sharding)
 
     def scope(self):
         return contextlib.nullcontext()
@@ -394,6 +458,8 @@ class JaxBackend:
         def step(tv, ntv, ov, ev, seed_state, images, labels, teacher, aug_seed, teacher_state):
             if augment is not None:  # per-image crop/flip on the device, seeded by (data seed, step)
                 images = augment(images, aug_seed)
+            # images/labels are the GLOBAL batch (sharded over the mesh under mirrored), so mixing
+            # pairs samples across the whole batch, and BN (in grad_fn) uses global statistics
             if mix_seed is not None:  # the mixing seed generator, statelessly
                 with keras.StatelessScope(state_mapping=[(mix_seed.state, seed_state)]) as scope:
                     images, targets, teacher = _per_replica_targets(cfg, images, labels, teacher, mix_seed)
@@ -409,23 +475,28 @@ class JaxBackend:
                            top1=correct / ops.cast(ops.shape(t["logits"])[0], "float32"))
             return tv, ntv, ov, ev, seed_state, metrics
 
-        jstep = jax.jit(step, donate_argnums=(0, 1, 2))
+        if self.mesh is None:
+            jstep = jax.jit(step, donate_argnums=(0, 1, 2))
+        else:  # the same step on global arrays; every output (state, metrics) stays replicated
+            jstep = jax.jit(step, donate_argnums=(0, 1, 2), out_shardings=self._replicated)
         self._model, self._optimizer, self._ema, self._mix_seed = model, optimizer, ema_vars, mix_seed
         self._state = None
         teacher_state = None
         if teacher_model is not None:
-            teacher_state = ([v.value for v in teacher_model.trainable_variables],
-                             [v.value for v in teacher_model.non_trainable_variables])
+            teacher_state = self._replicate(([v.value for v in teacher_model.trainable_variables],
+                                             [v.value for v in teacher_model.non_trainable_variables]))
 
         def step_fn(iterator, step_i):
             if self._state is None:
-                self._state = ([v.value for v in model.trainable_variables],
-                               [v.value for v in model.non_trainable_variables],
-                               [v.value for v in optimizer.variables],
-                               [v.value for v in ema_vars] if ema_vars is not None else None,
-                               mix_seed.state.value if mix_seed is not None else None)
+                self._state = self._replicate((
+                    [v.value for v in model.trainable_variables],
+                    [v.value for v in model.non_trainable_variables],
+                    [v.value for v in optimizer.variables],
+                    [v.value for v in ema_vars] if ema_vars is not None else None,
+                    mix_seed.state.value if mix_seed is not None else None))
             images, labels = next(iterator)
             labels, teacher = _split_labels(labels)
+            images, labels, teacher = self._shard((images, labels, teacher))
             tv, ntv, ov, ev, ss = self._state
             aug_seed = np.asarray([data_seed, step_i], np.uint32)
             tv, ntv, ov, ev, ss, m = jstep(tv, ntv, ov, ev, ss, images, labels, teacher, aug_seed, teacher_state)
@@ -437,7 +508,10 @@ class JaxBackend:
         """Writes the jitted state back into the keras variables (before eval/checkpoint)."""
         if self._state is None:
             return
-        tv, ntv, ov, ev, ss = self._state
+        state = self._state
+        if self.mesh is not None:  # replicated arrays -> host, so the variables (and everything
+            state = self.jax.device_get(state)  # read from them: eval, checkpoints) are single-device
+        tv, ntv, ov, ev, ss = state
         if ss is not None:
             self._mix_seed.state.assign(ss)
         for v, x in zip(self._model.trainable_variables, tv):
@@ -461,10 +535,12 @@ class JaxBackend:
             for layer in models.drop_block_layers(model):
                 v = layer.keep_prob  # only it: other state (seed generators) lives in the jitted state
                 if id(v) in pos:
-                    ntv[pos[id(v)]] = v.value
+                    ntv[pos[id(v)]] = self._replicate(v.value)
             self._state = (tv, ntv, ov, ev, ss)
 
     def evaluate(self, model):
+        """Top-1/top-5 on the default device (also after mirrored training: the variables
+        hold the host copy that ``sync_to_variables`` wrote)."""
         jax = self.jax
         tv = [v.value for v in model.trainable_variables]
         ntv = [v.value for v in model.non_trainable_variables]
