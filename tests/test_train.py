@@ -169,6 +169,27 @@ def test_bad_inputs_fail_before_work(imagenette, tmp_path):
         train.train(tiny_config(tmp_path / "y", tmp_path / "no_such_data"))
 
 
+def test_invalid_config_under_jax(tmp_path):
+    """prepare_config(backend="jax"): multi-worker/TPU strategies and fp16 are refused; mirrored
+    is accepted and implies --sync_bn (BN over the global batch); --sync_bn alone is accepted.
+    (This process has one JAX device, so every batch divides; the 2-device divisibility error
+    is tested in test_train_distributed.py.)"""
+    from official import train
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", x_train=np.zeros((8, 32, 32, 3), "float32"), y_train=rng.integers(0, 3, 8),
+             x_eval=np.zeros((4, 32, 32, 3), "float32"), y_eval=rng.integers(0, 3, 4))
+    src = f"npz:{tmp_path / 't.npz'}"
+    for fields, pattern in [(dict(distribution__strategy="multi_worker_mirrored"), "needs the TensorFlow backend"),
+                            (dict(distribution__strategy="tpu", distribution__tpu="x"), "needs the TensorFlow backend"),
+                            (dict(optimization__dtype="fp16"), "use bf16")]:
+        with pytest.raises(train.ConfigError, match=pattern):
+            train.prepare_config(tiny_config(tmp_path / "x", src, **fields), backend="jax")
+    cfg = train.prepare_config(tiny_config(tmp_path / "x", src, distribution__strategy="mirrored"), backend="jax")
+    assert cfg.distribution.sync_bn is True and cfg.backend == "jax"
+    cfg = train.prepare_config(tiny_config(tmp_path / "x", src, distribution__sync_bn=True), backend="jax")
+    assert cfg.distribution.strategy == "off" and cfg.distribution.sync_bn is True
+
+
 def test_cli_unknown_recipe_exits_with_message():
     r = subprocess.run([sys.executable, "-m", "official.train", "--flagfile=E99", "--model_dir=/tmp/x"],
                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)

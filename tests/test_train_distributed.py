@@ -5,7 +5,11 @@
 * two workers on 127.0.0.1 under MultiWorkerMirroredStrategy: identical weights on both,
   matching the single-device run on the same global batch;
 * a run killed with SIGKILL mid-epoch and restarted ends with the same weights as an
-  uninterrupted run (``--deterministic``: ``enable_op_determinism``).
+  uninterrupted run (``--deterministic``: ``enable_op_determinism``);
+* the JAX path (TensorFlow blocked): one device from npz input, and data-parallel over a
+  2-device mesh (``--xla_force_host_platform_device_count=2``) matching one device within
+  ``|a-b| <= 1e-4 + 1e-3*|b|`` (observed ~2e-6 absolute), resuming on one device and
+  restoring under TensorFlow.
 
 Tolerances: synchronized BN (``--sync_bn``) makes the replicated forward pass equal to the
 single-device one; what remains is float summation order (two half-batch gradient sums
@@ -247,3 +251,121 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     logged = [json.loads(line) for line in open(tmp_path / "jax_kd" / "train_scalars.jsonl")]
     # KD term = T^2 * CE(softmax(teacher), student) >= the teacher's entropy > 0 (T = 1)
     assert logged and all(np.isfinite(m["distillation"]) and m["distillation"] > 0 for m in logged)
+
+
+# ---------------------------------------------------------------------------- JAX data parallel
+JAX_MESH_DRIVER = r"""
+import sys
+sys.modules["tensorflow"] = None  # a JAX machine without TensorFlow: any TF import fails
+import os, json
+os.environ["KERAS_BACKEND"] = "jax"
+import jax
+# identical step programs (a resumed run's) compile once; the cache lives in the test's tmp dir
+jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from official import train
+from official.config import RunConfig
+base = sys.argv[3]
+out = dict(devices=len(jax.local_devices()))
+cfgs = json.loads(sys.argv[1])
+for name, stop in (("mirrored", None), ("one", None), ("switch", 2), ("switch_resumed", None)):
+    cfg = RunConfig.from_json(cfgs[name])
+    r = train.train(cfg, stop_after_steps=stop, dump_final_weights=os.path.join(base, name + ".npz"))
+    out[name] = dict(replicas=r["num_replicas"], step=r["step"], top1=r["eval_top1"],
+                     resumed_from=r["resumed_from"] and os.path.basename(r["resumed_from"]), wall_s=r["wall_s"])
+try:
+    train.train(RunConfig.from_json(cfgs["indivisible"]))
+    out["indivisible"] = None
+except train.ConfigError as e:
+    out["indivisible"] = str(e)
+out["tf_loaded"] = sys.modules.get("tensorflow") is not None
+print("RESULT", json.dumps(out))
+"""
+
+
+def test_jax_device_selection_follows_the_tf_strategies():
+    """``select_jax_devices``: which devices each --distribution_strategy/--num_gpus gives
+    under JAX (pure function; fake device lists stand for a GPU and a CPU-only machine)."""
+    from types import SimpleNamespace
+    from official.train_backends import select_jax_devices
+    gpus = [SimpleNamespace(platform="gpu", id=i) for i in range(4)]
+    cpus = [SimpleNamespace(platform="cpu", id=i) for i in range(2)]
+    for strategy in ("off", "one_device"):
+        assert select_jax_devices(strategy, 4, gpus, cpus) == gpus[:1]
+        assert select_jax_devices(strategy, 1, cpus, cpus) == cpus[:1]
+    assert select_jax_devices("mirrored", 1, gpus, cpus) == gpus[:1]  # --num_gpus default 1, as TF
+    assert select_jax_devices("mirrored", 3, gpus, cpus) == gpus[:3]
+    assert select_jax_devices("mirrored", 0, gpus, cpus) == cpus      # --num_gpus=0: the host CPUs
+    assert select_jax_devices("mirrored", 1, cpus, cpus) == cpus      # CPU-only: all host devices
+    with pytest.raises(ValueError, match="--num_gpus=5: only 4 local gpu devices"):
+        select_jax_devices("mirrored", 5, gpus, cpus)
+
+
+def test_jax_mirrored_two_devices_matches_one_device(tmp_path):
+    """KERAS_BACKEND=jax on 2 host CPU devices (XLA_FLAGS), TensorFlow blocked:
+    --distribution_strategy=mirrored shards the global batch over a 2-device mesh and runs the
+    same jitted step. With mixup, DropBlock and the device crop/flip (random draws do not depend
+    on the sharding), label smoothing and EMA, 3 steps must match one device within
+    ``|a-b| <= 1e-4 + 1e-3|b|`` (BN over the global batch is the single-device computation; what
+    differs is the summation order of the all-reduces). A mirrored checkpoint resumes on one
+    device (again matching), and restores under TensorFlow with the same weights. A batch the
+    devices do not divide is an error naming --batch_size and the device count.
+    XLA's backend optimization is off to keep compilation short (the same for both runs)."""
+    from official import checkpoints
+    sys.path.insert(0, TESTS_DIR)
+    from test_train import tiny_config
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x_train=rng.normal(size=(32, 32, 32, 3)).astype("float32"),
+             y_train=rng.integers(0, 10, 32), x_eval=rng.normal(size=(16, 32, 32, 3)).astype("float32"),
+             y_eval=rng.integers(0, 10, 16))
+    common = dict(optimization__train_steps=3, runtime__eval_steps=None, runtime__checkpoint_every_steps=100,
+                  model__overrides={"width": 8, "layers": [1, 1, 1, 1], "drop_block": True},
+                  regularization__drop_block_keep_prob=[1.0, 0.8], regularization__mixing="mixup",
+                  regularization__label_smoothing=0.1, data__device_augment="crop_flip",
+                  optimization__ema_decay=0.9)
+    src = f"npz:{tmp_path / 'tiny.npz'}"
+    mirrored = dict(distribution__strategy="mirrored")
+    cfgs = dict(mirrored=tiny_config(tmp_path / "mirrored", src, distribution__sync_bn=True, **mirrored, **common),
+                one=tiny_config(tmp_path / "one", src, **common),
+                switch=tiny_config(tmp_path / "switch", src, **mirrored, **common),
+                switch_resumed=tiny_config(tmp_path / "switch", src, distribution__strategy="one_device", **common),
+                indivisible=tiny_config(tmp_path / "bad", src, optimization__batch_size=9, **mirrored, **common))
+    env = dict(_env(), KERAS_BACKEND="jax",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0")
+    r = subprocess.run([sys.executable, "-c", JAX_MESH_DRIVER, json.dumps({k: c.to_json() for k, c in cfgs.items()}),
+                        str(tmp_path / "xla_cache"), str(tmp_path)],
+                       cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads(r.stdout.split("RESULT", 1)[1])
+    assert res["devices"] == 2 and res["tf_loaded"] is False
+    assert res["mirrored"]["replicas"] == 2 and res["one"]["replicas"] == 1
+    assert res["mirrored"]["step"] == res["one"]["step"] == 3
+    assert res["mirrored"]["top1"] == res["one"]["top1"]  # eval after sync_to_variables of replicated state
+    # sync BN is implied (and recorded) under JAX mirrored
+    saved = json.loads((tmp_path / "mirrored" / "run_config.json").read_text())
+    assert saved["distribution"]["strategy"] == "mirrored" and saved["distribution"]["sync_bn"] is True
+
+    one = _load(tmp_path / "one.npz")
+    for name in ("mirrored", "switch_resumed"):
+        a = _load(tmp_path / f"{name}.npz")
+        assert a.keys() == one.keys()
+        worst = sorted(((float((np.abs(a[k] - one[k]) / (1e-4 + 1e-3 * np.abs(one[k]))).max()),
+                         float(np.abs(a[k] - one[k]).max()), k) for k in a), reverse=True)[:3]
+        assert worst[0][0] <= 1.0, f"JAX {name} vs one device not within 1e-4 + 1e-3|b|: worst {worst}"
+    # the runs really trained (BN statistics updated)
+    assert any("moving_mean" in k and np.abs(v).max() > 0 for k, v in one.items())
+    # the 2-device checkpoint resumed on 1 device at step 2 (data position, seeds, optimizer slots)
+    assert res["switch"]["step"] == 2 and res["switch_resumed"]["resumed_from"] == "ckpt-000000002"
+    assert res["switch_resumed"]["replicas"] == 1 and res["switch_resumed"]["step"] == 3
+    # ... and the 2-device checkpoint restores under TensorFlow (this process) with its weights
+    model, cfg = checkpoints.restore_model(str(tmp_path / "mirrored"))
+    assert cfg.backend == "jax"
+    a = _load(tmp_path / "mirrored.npz")
+    restored = {f"{i:04d}:{w.path}": np.asarray(w.numpy()) for i, w in enumerate(model.weights)}
+    trainable = [k for k in a if "kernel" in k or "gamma" in k or "moving" in k]
+    assert trainable and all(np.array_equal(restored[k], a[k]) for k in trainable)
+
+    err = res["indivisible"]
+    assert err and "--batch_size=9" in err and "2 JAX devices" in err, err
+    assert not (tmp_path / "bad" / "run_config.json").exists()
