@@ -108,9 +108,10 @@ class _Tracker:
     """Stream-order host-side bookkeeping of one built dataset."""
 
     def __init__(self, stats, names_of, n_local, start_c, strict, finite, training,
-                 num_classes, label_offset):
+                 num_classes, label_offset, reason_of=None):
         self.stats = stats
         self.names_of = names_of          # c -> record name
+        self.reason_of = reason_of        # c -> reason known before the map (or None)
         self.n_local = n_local            # elements per epoch in this worker's stream
         self.start_c = start_c
         self.strict = strict
@@ -148,7 +149,10 @@ class _Tracker:
 
     def _close_gaps(self, upto):
         for g in range(self.last_c + 1, upto):
-            self._skip(g, self.reasons.pop(g, "could not be decoded (corrupt image data)"))
+            reason = self.reasons.pop(g, None)
+            if reason is None and self.reason_of is not None:
+                reason = self.reason_of(g)
+            self._skip(g, reason or "could not be decoded (corrupt image data)")
 
     def batch(self, c, labels, logit_ok):
         c = c.numpy()
@@ -219,19 +223,22 @@ def _augment_fn(autoaugment, randaugment):
                                                                  magnitude, seed)
 
 
-def _image_fn(training, image_size, seed, augment, fused, eval_preprocess):
+def _image_fn(training, image_size, seed, augment, fused, eval_preprocess, jpeg=None):
     """(bytes, reason, bbox, c) -> float image in 0..255. Rejected records (reason != 0) decode
-    a tiny placeholder JPEG instead (no branch in the graph); they are filtered out later."""
+    a tiny placeholder JPEG instead (no branch in the graph); they are filtered out later.
+    ``reason=None``: the bytes were checked before the map (only good records arrive).
+    ``jpeg=True``: every record is a JPEG (no ``is_jpeg`` branch in the training graph)."""
     placeholder = tf.constant(preprocessing.PLACEHOLDER_JPEG)
 
     def image(data, reason, bbox, c):
-        data = tf.where(tf.equal(reason, 0), data, placeholder)
+        if reason is not None:
+            data = tf.where(tf.equal(reason, 0), data, placeholder)
         if not training:
             return preprocessing.preprocess_for_eval(data, image_size, eval_preprocess)
         # Per-element stateless seeds derived from (seed, stream position c).
         base = tf.stack([tf.constant(seed, tf.int64), c])
         image = preprocessing.preprocess_for_train(data, image_size, base, bbox=bbox,
-                                                   fused=fused)
+                                                   fused=fused, jpeg=jpeg)
         if augment is not None:
             # As in the paper: clip, cast to uint8, augment, back to float.
             image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
@@ -336,6 +343,21 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
         raise ValueError(f"split {split!r} has {n_local} records per input pipeline, fewer than "
                          f"one batch of {batch} with drop_remainder=True")
 
+    read, blobs = _make_reader(table)
+    # Records held in memory are checked once here (the same check as in the graph), so the
+    # map needs no check, no placeholder and no filter: rejected records never enter the
+    # stream and show up as gaps in ``c``, which the tracker names with the reason found here.
+    reasons, all_jpeg = None, None
+    if blobs is not None and not table.tfrecord:
+        reasons = np.array([preprocessing.check_image_bytes_py(b) for b in blobs], np.int32)
+        all_jpeg = all(preprocessing.is_jpeg_py(b) for b, r in zip(blobs, reasons) if r == 0)
+        if training and not np.any(reasons[local_idx] == 0):
+            i = int(local_idx[0])
+            raise ValueError(f"split {split!r} of {source} has no usable record for this input "
+                             f"pipeline (e.g. {table.names[i]}: "
+                             f"{preprocessing.REASONS[int(reasons[i])]})")
+    del blobs
+
     def epoch_order(k):
         """Record indices of this worker's epoch ``k`` (int64 tensor [n_local])."""
         if not training:
@@ -347,34 +369,61 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
 
     perm_cache = {}
 
-    def names_of(c):
+    def index_of(c):
         if training:
             k, j = divmod(int(c), n_local)
             if k not in perm_cache:
                 perm_cache.clear()
                 perm_cache[k] = epoch_order(k).numpy()
-            return table.names[int(perm_cache[k][j])]
-        return table.names[int(local_idx[int(c)])] if 0 <= int(c) < n_local else f"#{int(c)}"
+            return int(perm_cache[k][j])
+        return int(local_idx[int(c)]) if 0 <= int(c) < n_local else None
+
+    def names_of(c):
+        i = index_of(c)
+        return table.names[i] if i is not None else f"#{int(c)}"
+
+    reason_of = None
+    if reasons is not None:
+        def reason_of(c):
+            i = index_of(c)
+            return (preprocessing.REASONS[int(reasons[i])]
+                    if i is not None and reasons[i] != 0 else None)
 
     start_c = int(start_batch) * batch
+    good = tf.constant(reasons == 0) if reasons is not None else None
     if training:
         k0, j0 = divmod(start_c, n_local)
-        stream = tf.data.Dataset.range(k0, _FAR_FUTURE).flat_map(
-            lambda k: tf.data.Dataset.from_tensor_slices(
-                (k * n_local + tf.range(n_local, dtype=tf.int64), epoch_order(k))))
-        stream = stream.skip(j0)
+
+        def epoch(k):
+            c = k * n_local + tf.range(n_local, dtype=tf.int64)
+            index = epoch_order(k)
+            if good is not None:   # drop rejected records, and the part before start_c
+                keep = tf.gather(good, index) & (c >= start_c)
+                c, index = tf.boolean_mask(c, keep), tf.boolean_mask(index, keep)
+            return tf.data.Dataset.from_tensor_slices((c, index))
+
+        stream = tf.data.Dataset.range(k0, _FAR_FUTURE).flat_map(epoch)
+        if good is None:
+            stream = stream.skip(j0)
     else:
-        stream = tf.data.Dataset.from_tensor_slices(
-            (tf.range(n_local, dtype=tf.int64), tf.constant(local_idx))).skip(start_c)
+        c_all = np.arange(n_local, dtype=np.int64)
+        if reasons is not None:
+            keep = (reasons[local_idx] == 0) & (c_all >= start_c)
+            stream = tf.data.Dataset.from_tensor_slices(
+                (tf.constant(c_all[keep]), tf.constant(local_idx[keep])))
+        else:
+            stream = tf.data.Dataset.from_tensor_slices(
+                (tf.constant(c_all), tf.constant(local_idx))).skip(start_c)
 
     tracker = _Tracker(stats, names_of, n_local, start_c, strict, finite=not training,
-                       training=training, num_classes=num_classes, label_offset=label_offset)
-    read = _make_reader(table)
+                       training=training, num_classes=num_classes, label_offset=label_offset,
+                       reason_of=reason_of)
     labels_const = (tf.constant(table.labels - label_offset, tf.int32)
                     if table.labels is not None else None)
     k_logits = int(num_classes) if teacher_logits else 0
 
-    _image = _image_fn(training, image_size, seed, augment, _fused_crop, eval_preprocess)
+    _image = _image_fn(training, image_size, seed, augment, _fused_crop, eval_preprocess,
+                       jpeg=all_jpeg)
 
     def load(c, index):
         data = read(index)
@@ -387,10 +436,12 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
                 logits, logit_ok = _fix_logits(raw_logits, k_logits, label_offset)
         else:
             label = tf.gather(labels_const, index)
-        reason = preprocessing.check_image_bytes(data)
+        reason = preprocessing.check_image_bytes(data) if reasons is None else None
         image = _image(data, reason, bbox, c)
-        return {"image": image, "label": label, "logits": logits, "logit_ok": logit_ok,
-                "c": c, "reason": reason}
+        e = {"image": image, "label": label, "logits": logits, "logit_ok": logit_ok, "c": c}
+        if reason is not None:
+            e["reason"] = reason
+        return e
 
     return _finish(stream, load, tracker, batch, drop_remainder, normalization,
                    teacher_logits, training, cache, out_size)
@@ -400,6 +451,8 @@ PRELOAD_LIMIT_BYTES = 256 * 2 ** 20
 
 
 def _make_reader(table):
+    """Returns ``(read, blobs)``: ``read(index)`` gives the record's bytes (a graph function);
+    ``blobs`` is the list of all records' bytes when they are held in memory, else None."""
     if table.kind == "range" and int(table.lengths.sum()) <= PRELOAD_LIMIT_BYTES:
         # Small zips / TFRecords: hold the bytes in memory (one sequential read), so the
         # parallel map gathers them without Python (no GIL) or file access per record.
@@ -410,10 +463,10 @@ def _make_reader(table):
             blobs[i] = reader.read_range(table.file_ids[i], table.offsets[i], table.lengths[i])
         del reader
         blob_tensor = tf.constant(blobs)
-        return lambda index: tf.gather(blob_tensor, index)
+        return (lambda index: tf.gather(blob_tensor, index)), blobs
     if table.kind == "file":
         paths = tf.constant(table.paths)
-        return lambda index: tf.io.read_file(tf.gather(paths, index))
+        return (lambda index: tf.io.read_file(tf.gather(paths, index))), None
     reader = sources.ByteReader(table.files, member_names=table.paths)
     fids = tf.constant(table.file_ids)
     if table.kind == "range":
@@ -425,13 +478,13 @@ def _make_reader(table):
                                                         tf.gather(lens, index)],
                                     tf.string, stateful=False)
             return tf.ensure_shape(out, [])
-        return read
+        return read, None
 
     def read_member(index):
         out = tf.numpy_function(reader.read_member, [tf.gather(fids, index), index], tf.string,
                                 stateful=False)
         return tf.ensure_shape(out, [])
-    return read_member
+    return read_member, None
 
 
 def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher_logits,
@@ -450,7 +503,8 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
         return tf.cond(tf.equal(e["reason"], 0), lambda: tf.constant(True),
                        lambda: tf.py_function(tracker.report, [e["c"], e["reason"]], tf.bool))
 
-    ds = ds.filter(keep)
+    if "reason" in ds.element_spec:   # else checked before the map (see build_dataset)
+        ds = ds.filter(keep)
     ds = ds.batch(batch, drop_remainder=drop_remainder)
 
     def account(e):

@@ -267,6 +267,41 @@ def test_bad_input_is_skipped_counted_and_named(bad_dir, caplog):
         _batches(ds, 100)
 
 
+def test_bad_input_in_memory_checked_when_building(tmp_path, bad_dir):
+    """Zip members are held in memory and checked once when building (check_image_bytes_py,
+    no check or filter in the map): same batches, counts, names and strict error as the
+    directory source, whose records are checked in the graph."""
+    root, n, _ = bad_dir
+    zpath = tmp_path / "bad.zip"
+    files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs)
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in files:
+            z.write(f, os.path.relpath(f, root))
+    for f in files:
+        raw = open(f, "rb").read()
+        assert preprocessing.check_image_bytes_py(raw) == int(
+            preprocessing.check_image_bytes(tf.constant(raw)).numpy()), f
+    for training, nb in ((False, 100), (True, 2 * (n + 2) // 3 + 2)):
+        got, stats = [], []
+        for src in (root, str(zpath)):
+            stats.append(data.DatasetStats())
+            got.append(_batches(data.build_dataset(src, "train", training=training, batch_size=3,
+                                                   image_size=32, seed=4, stats=stats[-1]), nb))
+        assert len(got[0]) == len(got[1])
+        for (xa, ya), (xb, yb) in zip(*got):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+        assert stats[0].summary() == stats[1].summary()
+        assert stats[1].epochs[0] == {"read": n + 5, "used": n + 2, "skipped": 3}
+        assert {os.path.basename(name) for _, name, _ in stats[1].skipped} == {
+            "truncated.jpg", "notes.txt", "badheader.jpg"}
+    for training in (False, True):
+        ds = data.build_dataset(str(zpath), "train", training=training, batch_size=4,
+                                image_size=32, seed=0, strict=True)
+        with pytest.raises(tf.errors.OpError, match=r"(truncated|notes|badheader)"):
+            _batches(ds, 100)
+
+
 def test_corrupt_data_found_by_decoder_is_named(tmp_path, bad_dir):
     _, _, jpg = bad_dir
     d = tmp_path / "src" / "val" / "a"
