@@ -43,11 +43,15 @@
 # sides) and bfloat16 (Keras mixed_bfloat16 policy / torch.autocast: float32 weights, bf16
 # compute); inference = forward in eval mode; training = forward + loss + backward + SGD momentum
 # update. Ours: benchmarks/jax_throughput.py (a jitted model.stateless_call, + jax.value_and_grad
-# + optimizer.stateless_apply with donated state; all programs compiled ahead of time in
-# parallel threads, then timed one after the other), with variants measured in the same run
+# + optimizer.stateless_apply with donated state; programs compiled ahead of time one at a
+# time, then timed one after the other), with variants measured in the same run
 # (assemble_resnet50 with the depthwise BlurPool); best of 2 repeats of 15 steps after 2 warm-up
 # calls, on both sides. Time limits (OURS_BUDGET, THROUGHPUT_TIMEOUT, TIMM_TIMEOUT,
-# ABLATION_TIMEOUT) fit both halves into one 15-minute device lease; what finished is kept.
+# ABLATION_TIMEOUT) keep what finished. Measured on an H200 on 2026-11-26 (docs/BENCHMARKS.md):
+# the mini-ablation (6 runs, 6 at a time) took 319 s of training + 52 s of evaluation, and the
+# throughput half needs ~10 s of tracing per model and 8-14 s of compilation per inference
+# program (train steps longer), so the two halves do not fit together in one 15-minute lease:
+# run them in separate leases (--no-throughput / --no-ablation).
 # benchmarks/model_throughput.py is NOT used for the GPU figures: it feeds a NumPy batch to
 # predict_on_batch/train_on_batch, so every step copies the batch host->device (and syncs the
 # weights back to the Keras variables), which is not "input already on the device".
@@ -124,9 +128,9 @@ else
   BS=256; SIZE=224; STEPS=15; WARM=2; REP=2; DEVICE=cuda
   MODELS=resnet50,assemble_resnet50,skresnet50,resnet50d; TIMM_MODELS=resnet50,skresnet50d,resnet50d
   VARIANTS="assemble_resnet50:blur=depthwise"
-  # one 15-minute device lease holds both halves: the time limits keep what finished
-  OURS_BUDGET=${OURS_BUDGET:-200}; THROUGHPUT_TIMEOUT=${THROUGHPUT_TIMEOUT:-230}
-  TIMM_TIMEOUT=${TIMM_TIMEOUT:-70}; ABLATION_TIMEOUT=${ABLATION_TIMEOUT:-290}
+  # separate leases: --no-throughput / --no-ablation (see the header)
+  OURS_BUDGET=${OURS_BUDGET:-420}; THROUGHPUT_TIMEOUT=${THROUGHPUT_TIMEOUT:-450}
+  TIMM_TIMEOUT=${TIMM_TIMEOUT:-90}; ABLATION_TIMEOUT=${ABLATION_TIMEOUT:-420}
 fi
 
 # ---- 2. mini-ablation on the GPU (trainer's JAX path, npz input); first: it is all or nothing,
@@ -148,7 +152,7 @@ if [ "$ABLATION" = 1 ]; then
       exit 4
     fi
     timeout "$ABLATION_TIMEOUT" "$PYTHON" benchmarks/mini_ablation.py --backend jax --out "$ABL_OUT" \
-        --plot "$OUT/ablation.png" --parallel 6 --train_images 20000 --epochs 15 --width 32 \
+        --plot "$OUT/ablation.png" --parallel 6 --train_images 20000 --epochs 12 --width 32 \
         --seeds E0=0,1 E11=0,1 '*=0' $ABL_ARGS || echo "mini_ablation ended with status $?"
   fi
   cp "$ABL_OUT"/results.md "$ABL_OUT"/results.json "$OUT/" 2>/dev/null || true

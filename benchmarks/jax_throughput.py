@@ -20,9 +20,14 @@ Best of ``--repeats`` repeats of ``--steps`` steps after ``--warmup`` calls.
 Compilation: the builds are taken in groups of three per dtype (``--dtypes`` order, then
 ``--models`` order, variants after the first two models); the programs of a group are traced,
 compiled ahead of time in ``--compile_threads`` threads (XLA compiles outside the GIL), then
-timed one after the other, so a time limit keeps whole groups. The state is passed with strong dtypes, so the compiled train step takes
+timed one after the other, so a time limit keeps whole groups. Measured on an H200
+(2026-11-26): compiling 6 programs in 8 threads took 140+ s per program (GPU autotuning of
+the convolutions does not run well concurrently), while one at a time took 8-14 s per
+inference program, so the default is one thread. The state is passed with strong dtypes, so the compiled train step takes
 its own outputs back without a second compilation. Reported with each figure: the compiled
-program's FLOPs per image (XLA's cost analysis) and the achieved TFLOP/s.
+program's FLOPs per image as XLA's cost analysis counts them (``xla_cost_gflops_per_image``:
+on GPUs it leaves out library calls such as cuDNN convolutions, so it is far below the
+model's real FLOPs there and is recorded for reference only).
 
 ``--variants NAME:key=value[,key=value]`` measures a model with a changed implementation
 detail beside the default build, e.g. ``assemble_resnet50:blur=depthwise`` or
@@ -55,7 +60,8 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--compile_threads", type=int, default=8)
+    p.add_argument("--compile_threads", type=int, default=1,
+                   help="programs compiled at once (see the module docstring: >1 was slower on a GPU)")
     p.add_argument("--budget_s", type=float, default=0.0, help="0: no limit")
     p.add_argument("--json", default="")
     return p.parse_args(argv)
@@ -204,10 +210,9 @@ def time_job(a, job, x, y, dev, jax, keras):
     r = dict(framework="keras-jax", impl="ours", model=job["name"], dtype=job["dtype"], mode=job["mode"],
              images_per_second=ips, batch_size=bs, image_size=a.image_size, steps=a.steps, repeats=a.repeats,
              device=str(dev.device_kind), params=job["params"], compile_s=job["compile_s"],
-             gflops_per_image=flops_img / 1e9, achieved_tflops=ips * flops_img / 1e12,
-             jax=jax.__version__, keras=keras.__version__)
+             xla_cost_gflops_per_image=flops_img / 1e9, jax=jax.__version__, keras=keras.__version__)
     print(f"ours {job['name']:32s} {job['dtype']:9s} {job['mode']:5s} {ips:10.1f} img/s  "
-          f"{flops_img / 1e9:6.2f} GFLOP/img  {ips * flops_img / 1e12:6.1f} TFLOP/s", flush=True)
+          f"(compiled in {job['compile_s']:.1f}s)", flush=True)
     if a.json:
         with open(a.json, "a") as f:
             f.write(json.dumps(r) + "\n")
