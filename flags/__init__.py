@@ -46,6 +46,25 @@ def define_all() -> None:
     define_groups(*_GROUPS)
 
 
+HELP_ARGS = ("--help", "-h", "--helpshort", "-?")
+
+
+def exit_with_help_if_asked(argv, doc: str, flag_values=None) -> None:
+    """``--help``/``-h``: prints ``doc`` and EVERY defined flag, grouped by flag module, then
+    exits 0. (absl's own ``--help`` lists only the main module's key flags, which for these
+    programs -- flags defined in ``flags/`` and run as console scripts -- is none of them.)"""
+    import sys
+    from absl import flags as absl_flags
+    if not any(a in HELP_ARGS for a in list(argv)[1:]):
+        return
+    fv = flag_values if flag_values is not None else absl_flags.FLAGS
+    ours = [m for m in sorted(fv.flags_by_module_dict()) if not m.startswith("absl.")]
+    sys.stdout.write((doc or "").strip() + "\n\nFlags (also accepted in --flagfile files; "
+                     "--helpfull adds absl's own):\n\n"
+                     + "\n\n".join(fv.module_help(m) for m in ours) + "\n")
+    sys.exit(0)
+
+
 def _convert(flag_name: str, value: Any) -> Any:
     if flag_name == "model_overrides":
         return parse_overrides(value)

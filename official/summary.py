@@ -61,8 +61,13 @@ def main(argv):
     return 0
 
 
+def _flags_parser(argv):
+    assemble_flags.exit_with_help_if_asked(argv, __doc__)
+    return FLAGS(argv)
+
+
 def run():
-    app.run(main)
+    app.run(main, flags_parser=_flags_parser)
 
 
 if __name__ == "__main__":

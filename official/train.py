@@ -507,6 +507,7 @@ def OutOfRangeErrors():
 # ------------------------------------------------------------------------------ CLI
 def _flags_parser(argv):
     assemble_flags.define_all()
+    assemble_flags.exit_with_help_if_asked(argv, __doc__)
     try:
         argv = preprocess_argv(argv)
     except ConfigError as e:

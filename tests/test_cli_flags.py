@@ -93,3 +93,19 @@ def test_module_help_and_usage_error_exit_status(module, flags):
     proc = subprocess.run([sys.executable, "-m", module, "--nonexistent_flag=1"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nonexistent_flag" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("script", ["assemble-train", "assemble-evaluate", "assemble-export",
+                                    "assemble-summary"])
+def test_console_scripts_run_outside_the_repo(script, tmp_path):
+    """setup.py's console scripts, as installed by `make test` (pip install -e): they must import
+    the project from any working directory, not only from the repository root."""
+    exe = os.path.join(os.path.dirname(sys.executable), script)
+    if not os.path.exists(exe):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{exe} is not installed (make test installs the project with pip install -e)")
+        pytest.skip(f"{script} not installed in this environment (run `make test`)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([exe, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--" in r.stdout + r.stderr and "ModuleNotFoundError" not in r.stderr
