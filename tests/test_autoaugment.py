@@ -73,6 +73,30 @@ def test_equalize_constant_and_two_level_images():
                                   np.asarray(ImageOps.equalize(Image.fromarray(two))))
 
 
+def test_equalize_static_and_dynamic_shapes_agree(real_images):
+    # Known static shape: the channel offsets are a constant; unknown: a tf.tile.
+    dynamic = tf.function(aa.equalize, input_signature=[tf.TensorSpec([None, None, 3],
+                                                                      tf.float32)])
+    for img in real_images + [np.zeros((1, 1, 3), np.uint8)]:
+        np.testing.assert_array_equal(dynamic(_f(img)).numpy(), aa.equalize(_f(img)).numpy())
+
+
+def test_float_entry_points_equal_uint8_ones(real_images):
+    img = real_images[1][:57, :91]
+    for s in range(12):
+        seed = tf.constant([s, 3])
+        for policy in ("imagenet", "v0", "svhn"):
+            u8 = aa.distort_image_with_autoaugment(tf.constant(img), policy, seed)
+            fl = aa.distort_float_with_autoaugment(_f(img), policy, seed)
+            assert fl.dtype == tf.float32
+            np.testing.assert_array_equal(fl.numpy(), u8.numpy().astype(np.float32))
+        u8 = aa.distort_image_with_randaugment(tf.constant(img), 2, 9, seed)
+        fl = aa.distort_float_with_randaugment(_f(img), 2, 9, seed)
+        np.testing.assert_array_equal(fl.numpy(), u8.numpy().astype(np.float32))
+    with pytest.raises(TypeError):
+        aa.distort_float_with_autoaugment(tf.constant(img), "v0", tf.constant([1, 2]))
+
+
 def test_autocontrast_matches_pil(real_images):
     # Tolerance 1: PIL builds its table with float64 `int(i * scale + offset)` where
     # `scale = 255 / (hi - lo)` is already rounded, so results that are exact integers often
