@@ -213,10 +213,17 @@ def _check_args(batch_size, image_size, autoaugment, randaugment, normalization,
 
 def _augment_fn(autoaugment, randaugment):
     """``augment(image, seed)``: float image in 0..255 -> augmented float image, as in the
-    paper: clip, cast to uint8, augment, back to float. With the float entry points of
-    ``data.autoaugment`` the casts are replaced by ``floor(clip(x))`` (the same values: the
-    cast truncates) and the result needs no cast back (it holds integers), which saves three
-    passes over the image."""
+    paper: clip, cast to uint8, augment, back to float.
+
+    With the float entry points of ``data.autoaugment`` this is ``floor(image)`` in, float
+    out: the same values with four passes over the image fewer. The result holds integers (no
+    cast back needed), and ``floor(image)`` equals the uint8 cast of ``clip(image, 0, 255)``
+    because ``image`` is a bilinear resize (``ResizeBilinear``) of a uint8 image, which lies in
+    [0, 256): each output is ``top + (bottom - top) * y`` with ``top``, ``bottom`` in [0, 255]
+    (``a + (b - a) * x`` of integers, ``x`` in [0, 1), stays between them under float
+    rounding) and ``y`` in [0, 1), so ``(bottom - top) * y >= -top`` after rounding and the
+    sum is >= 0; above, rounding can reach 255 + 1e-5 at most, which floors to 255 like the
+    clip. (tests/test_data_pipeline.py checks the bounds on many crops and scales.)"""
     if autoaugment is None and randaugment is None:
         return None
     from data import autoaugment as aa  # the teammate's module; imported lazily
@@ -232,10 +239,10 @@ def _augment_fn(autoaugment, randaugment):
         args = (int(layers), magnitude)
 
     def augment(image, seed):
-        image = tf.clip_by_value(image, 0.0, 255.0)
         if float_fn is not None:
             return float_fn(tf.floor(image), *args, seed)
-        return tf.cast(uint8_fn(tf.cast(image, tf.uint8), *args, seed), tf.float32)
+        image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+        return tf.cast(uint8_fn(image, *args, seed), tf.float32)
 
     return augment
 

@@ -166,10 +166,18 @@ def preprocess_for_train(image_bytes, image_size, seed, bbox=None, fused=True, j
     """
     seed = tf.cast(seed, tf.int64)
     image = decode_and_random_crop(image_bytes, bbox, seed, fused=fused, jpeg=jpeg)
-    image = tf.image.stateless_random_flip_left_right(
-        image, seed + tf.constant([0x0F11, 0], tf.int64))
+    image = random_flip_left_right(image, seed + tf.constant([0x0F11, 0], tf.int64))
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
     return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def random_flip_left_right(image, seed):
+    """``tf.image.stateless_random_flip_left_right`` of an ``[H, W, C]`` image, same result
+    (the same uniform draw: flip iff ``u < 0.5``), but without its ``tf.cond`` and shape
+    asserts: ``tf.reverse`` over the axes ``[1][:flip]`` (no axis: the input is returned)."""
+    u = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=1.0)
+    axes = tf.slice(tf.constant([1]), [0], tf.reshape(tf.cast(u < 0.5, tf.int32), [1]))
+    return tf.reverse(image, axes)
 
 
 def aspect_preserving_resize(image, resize_min):

@@ -143,6 +143,28 @@ def test_fused_crop_equals_decode_then_crop():
         assert 0.05 * full[0] * full[1] * 0.99 <= h * w <= full[0] * full[1]
 
 
+def test_flip_and_resize_properties_the_pipeline_relies_on():
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        kind = i % 3   # random, black/white checkerboard, near-constant extremes
+        img = (rng.integers(0, 256, (h, w, 3)) if kind == 0 else
+               255 * ((np.arange(h)[:, None, None] + np.arange(w)[None, :, None]) % 2) *
+               np.ones((1, 1, 3), int) if kind == 1 else
+               rng.choice([0, 1, 254, 255], (h, w, 3)))
+        img = tf.constant(img.astype(np.uint8))
+        seed = tf.constant([i, 17], tf.int64)
+        # the flip without tf.cond equals tf.image's
+        np.testing.assert_array_equal(preprocessing.random_flip_left_right(img, seed).numpy(),
+                                      tf.image.stateless_random_flip_left_right(img, seed))
+        # a bilinear resize of uint8 pixels stays in [0, 256): floor == uint8 cast of the clip
+        for size in (1, 7, 32, 97, 224):
+            x = tf.image.resize(img, [size, size], method="bilinear")
+            np.testing.assert_array_equal(
+                tf.floor(x).numpy(), tf.cast(tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8),
+                                             tf.float32).numpy())
+
+
 def test_check_image_bytes(bad_dir):
     root, _, jpg = bad_dir
     check = lambda b: int(preprocessing.check_image_bytes(tf.constant(b)))  # noqa: E731
