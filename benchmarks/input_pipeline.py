@@ -12,8 +12,8 @@ and prints the ratios a/c and b/a. Targets: a/c >= 1.2, b/a >= 0.65.
 Also printed: CPU ms and minor page faults per image of the process. A batch of 64 float32
 224 px images is 38.5 MB, above glibc's largest mmap threshold (32 MB), so with TF's default
 CPU allocator every batch is a fresh mmap whose ~9,400 pages fault on first write (~147 per
-image). ``--allocator bfc`` sets ``TF_CPU_ALLOCATOR_USE_BFC=true`` (before TensorFlow starts),
-TF's pooling allocator, which reuses that memory: the same pipeline without those faults.
+image). ``--allocator bfc`` calls ``data.use_pooling_cpu_allocator()`` (``TF_CPU_ALLOCATOR_USE_BFC``,
+TF's pooling allocator, which reuses that memory): the same pipeline without those faults.
 """
 from __future__ import annotations
 
@@ -96,11 +96,11 @@ def main(argv=None):
     p.add_argument("--allocator", choices=("default", "bfc"), default="default",
                    help="TF CPU allocator (bfc: TF_CPU_ALLOCATOR_USE_BFC=true, see above)")
     a = p.parse_args(argv)
-    if a.allocator == "bfc":
-        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"   # read when TF creates its allocator
     global tf, data
     import tensorflow as tf
     import data
+    if a.allocator == "bfc" and not data.use_pooling_cpu_allocator():
+        raise SystemExit("could not switch to the BFC allocator")
 
     def build(**kw):
         return data.build_dataset(a.data, "train", training=True, batch_size=a.batch_size,

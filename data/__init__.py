@@ -9,6 +9,7 @@ import importlib
 _EXPORTS = {
     "build_dataset": "data.pipeline",
     "DatasetStats": "data.pipeline",
+    "use_pooling_cpu_allocator": "data.pipeline",
     "inspect_source": "data.sources",
     "resolve_eval_split": "data.sources",
     "SourceInfo": "data.sources",

@@ -520,3 +520,29 @@ def test_real_autoaugment_module_is_deterministic(woof_zip):
         plain = _batches(data.build_dataset(woof_zip, "train", training=True, batch_size=4,
                                             image_size=32, seed=21), 2)
         np.testing.assert_array_equal(a[0][1], plain[0][1])   # same records, same order
+
+
+def test_use_pooling_cpu_allocator(monkeypatch):
+    import subprocess
+    # In this process TensorFlow has run ops already: too late, says so, changes nothing.
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    tf.constant(1.0) + 1.0
+    assert data.use_pooling_cpu_allocator() is False
+    assert "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ
+    # A fresh process: takes effect, and a batch of 38.5 MB no longer faults page by page.
+    code = (
+        "import resource, tensorflow as tf, data\n"
+        "assert data.use_pooling_cpu_allocator() is True\n"
+        "ds = tf.data.Dataset.range(99).map(lambda c: tf.fill([224, 224, 3], tf.cast(c, "
+        "tf.float32))).batch(64, drop_remainder=True).repeat()\n"
+        "it = iter(ds); next(it); next(it)\n"
+        "f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(4): next(it)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f) / 256)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
+        os.environ.get("PYTHONPATH", "").split(os.pathsep)), TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 50   # ~147 with the default allocator
