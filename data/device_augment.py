@@ -2,8 +2,8 @@
 
 Paper: Lee et al., 2020, "Compounding the Performance Improvements of Assembled Techniques in a
 Convolutional Neural Network" (arXiv:2001.06268), section 3 "preprocessing": Inception-style
-random-resized crop (area 0.05-1.0 of the image, aspect ratio 3/4-4/3) and a random horizontal
-flip, which this project normally does per image in ``tf.data`` (``data.preprocessing``,
+random-resized crop (area 0.05-1.0 of the image, aspect ratio 0.75-1.33 in the official code) and a
+random horizontal flip, which this project normally does per image in ``tf.data`` (``data.preprocessing``,
 decoding only the crop window).
 
 This module is for inputs that are already decoded and resized on the device, i.e. the
@@ -29,8 +29,11 @@ import math
 from keras import ops
 import keras
 
+# The same values as data.preprocessing.AREA_RANGE / ASPECT_RATIO_RANGE, repeated because that
+# module imports TensorFlow and this one must not (the JAX path runs without it);
+# tests/test_device_augment.py checks that the two agree.
 AREA_RANGE = (0.05, 1.0)
-ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
+ASPECT_RATIO_RANGE = (0.75, 1.33)  # the official code's 1.33, not 4/3
 
 
 def sample_boxes(batch, height, width, seed, area_range=AREA_RANGE, aspect_range=ASPECT_RATIO_RANGE,

@@ -82,3 +82,9 @@ def test_bad_ranges_name_the_argument():
         da.sample_boxes(2, 8, 8, keras.random.SeedGenerator(0), aspect_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="attempts"):
         da.sample_boxes(2, 8, 8, keras.random.SeedGenerator(0), attempts=0)
+
+
+def test_ranges_equal_the_tf_data_preprocessing():
+    from data import preprocessing
+    assert tuple(da.AREA_RANGE) == tuple(preprocessing.AREA_RANGE)
+    assert tuple(da.ASPECT_RATIO_RANGE) == tuple(preprocessing.ASPECT_RATIO_RANGE)
