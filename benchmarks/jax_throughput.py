@@ -234,10 +234,8 @@ def main(argv=None):
     bs, size = a.batch_size, a.image_size
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).normal(size=(bs, size, size, 3)), jnp.float32), dev)
     y = jax.device_put(jnp.asarray(np.random.default_rng(1).integers(0, a.num_classes, bs), jnp.int32), dev)
-    builds = [(m.strip(), {}) for m in a.models.split(",") if m.strip()] + parse_variants(a.variants)
-    if len(builds) > 2 and parse_variants(a.variants):  # variants right after the first two models
-        nv = len(parse_variants(a.variants))
-        builds = builds[:2] + builds[-nv:] + builds[2:-nv]
+    plain = [(m.strip(), {}) for m in a.models.split(",") if m.strip()]
+    builds = plain[:2] + parse_variants(a.variants) + plain[2:]  # variants after the first two
     dtypes = [d.strip() for d in a.dtypes.split(",") if d.strip()]
 
     def strong(v):  # a non-weakly-typed copy, so compiled steps accept their own outputs

@@ -216,7 +216,6 @@ class TFBackend:
         return step_fn
 
     def evaluate(self, model):
-        tf, strategy = self.tf, self.strategy
         if getattr(self, "_eval_fn", (None, None))[0] is not model:  # trace once per model
             self._eval_fn = (model, self._make_eval_fn(model))
         ev = self._eval_fn[1]
