@@ -39,6 +39,9 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16", "mixed_float
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "model.compile jit_compile.")
 flags.DEFINE_boolean("train", True, "Also measure training steps.")
 flags.DEFINE_integer("num_classes", 1000, "Classes.")
+flags.DEFINE_enum("host_allocator", "bfc", ["bfc", "default"],
+                  "TensorFlow's host (CPU) allocator, as the trainer's --host_allocator: 'bfc' "
+                  "(TF_CPU_ALLOCATOR_USE_BFC=true, the trainer's default) or TensorFlow's default.")
 
 
 def build(name, input_shape, num_classes):
@@ -52,6 +55,8 @@ def build(name, input_shape, num_classes):
 
 def main(argv):
     del argv
+    if FLAGS.host_allocator == "bfc":   # before TensorFlow starts (an environment value wins)
+        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     import keras
     import numpy as np
 
@@ -98,7 +103,8 @@ def main(argv):
 
     ips = {k: b * FLAGS.steps / v for k, v in best.items() if v != float("inf")}
     print(f"\nbackend={keras.backend.backend()} dtype={FLAGS.dtype} jit_compile={FLAGS.jit_compile} "
-          f"batch={b} size={s} steps={FLAGS.steps} warmup={FLAGS.warmup} repeats={FLAGS.repeats}")
+          f"batch={b} size={s} steps={FLAGS.steps} warmup={FLAGS.warmup} repeats={FLAGS.repeats} "
+          f"TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', '(unset)')}")
     print(f"{'model':22s} {'infer img/s':>12s} {'train img/s':>12s}")
     for name in built:
         train = f"{ips[(name, 'train')]:12.1f}" if (name, "train") in ips else f"{'-':>12s}"

@@ -4,6 +4,7 @@ retrieval options."""
 from absl import flags
 
 from flags import run_dir
+from flags import runtime
 
 REQUIRED = ("model_dir", "data")
 # --dtype values -> Keras dtype policy (used by official.evaluate.restore).
@@ -50,3 +51,4 @@ def define(flag_values: flags.FlagValues) -> None:
     flags.DEFINE_integer("retrieval_zero_shot_classes", None,
                          "zero-shot protocol: retrieve only among the classes after the "
                          "first N", flag_values=fv)
+    runtime.define_host_allocator(fv)

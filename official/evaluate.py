@@ -79,6 +79,7 @@ import numpy as np
 
 import flags.evaluate as evaluate_flags
 from flags import cli
+from flags import runtime as runtime_flags
 from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
 
 logger = logging.getLogger("official.evaluate")
@@ -692,6 +693,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Runs the program on ``argv`` (flags only, no program name; default ``sys.argv[1:]``)
     and prints the result JSON as the last line of stdout; callable repeatedly from Python."""
     args = parse_args(argv)
+    # Before TensorFlow's first op; quiet when a Python caller already runs TensorFlow.
+    runtime_flags.apply_host_allocator(args.host_allocator, quiet=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     result = evaluate(args.model_dir, args.data, split=args.split, which=args.which,

@@ -43,6 +43,7 @@ from absl import flags as absl_flags
 from absl import logging as absl_logging
 
 import flags as assemble_flags
+from flags import runtime as runtime_flags
 from official import checkpoints as ckpt_lib
 from official.config import RunConfig
 
@@ -527,6 +528,7 @@ def config_from_flags() -> RunConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    runtime_flags.apply_host_allocator(FLAGS.host_allocator)  # before TensorFlow's first op
     try:
         cfg = config_from_flags()
         results = train(cfg, stop_after_steps=FLAGS.stop_after_steps,

@@ -178,7 +178,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(imagenette, tmp_pat
         if p.poll() is None and time.time() >= deadline:
             p.kill()
         p.wait(timeout=30)
-    assert p.returncode == -signal.SIGKILL, f"run ended on its own (rc {p.returncode}): {p.stderr.read()[-3000:]}"
+    err = p.stderr.read()
+    assert p.returncode == -signal.SIGKILL, f"run ended on its own (rc {p.returncode}): {err[-3000:]}"
+    # the program chose the pooling host allocator before TensorFlow started (--host_allocator)
+    assert "pooling BFC allocator" in err, err[-3000:]
     killed_at = checkpoints.read_state(checkpoints.checkpoint_path(str(killed_dir)))["step"]
     assert 0 < killed_at < steps and killed_at % every == 0
     # restart in this process: resumes from the last checkpoint
