@@ -1,6 +1,6 @@
 """Training input pipeline throughput on the Imagewoof-320 JPEGs (variable sizes).
 
-    python benchmarks/input_pipeline.py [--data DIR] [--batch_size 64] [--batches 40]
+    python benchmarks/input_pipeline.py [--data DIR[,DIR...]] [--batch_size 64] [--batches 40]
                                         [--allocator default|bfc]
 
 Measures, in one run, training images/s of ``data.build_dataset`` with AUTOTUNE for
@@ -9,11 +9,22 @@ Measures, in one run, training images/s of ``data.build_dataset`` with AUTOTUNE 
 (c) the naive order: decode the whole image, then crop (``_fused_crop=False``),
 and prints the ratios a/c and b/a. Targets: a/c >= 1.2, b/a >= 0.65.
 
+By default it runs twice, on two data sets: the issue's Imagewoof-320 (short side 320, about
+26 KB per JPEG) and Oxford Flowers-102 (short side 500, long side 500-993: the size of
+ImageNet's originals, which the paper trained on). What the fused crop saves grows with the
+JPEG: on the small Imagewoof files a whole decode costs ~0.65 CPU ms and the paper's random
+crop windows (39 % of the area on average, but spanning rows 17-82 % of the height) save only
+~10 % of it (measured: the rows above a window still cost about half of decoding them, whole
+rows are entropy-decoded), so the fixed per-image work (resize, flip, batching) bounds a/c
+there; docs/BENCHMARKS.md has the breakdown.
+
 Also printed: CPU ms and minor page faults per image of the process. A batch of 64 float32
 224 px images is 38.5 MB, above glibc's largest mmap threshold (32 MB), so with TF's default
 CPU allocator every batch is a fresh mmap whose ~9,400 pages fault on first write (~147 per
-image). ``--allocator bfc`` calls ``data.use_pooling_cpu_allocator()`` (``TF_CPU_ALLOCATOR_USE_BFC``,
-TF's pooling allocator, which reuses that memory): the same pipeline without those faults.
+image). ``--allocator bfc`` (the default, as the trainer's ``--host_allocator``) calls
+``data.use_pooling_cpu_allocator()`` (``TF_CPU_ALLOCATOR_USE_BFC``, TF's pooling allocator,
+which reuses that memory): the same pipeline without those faults. ``--allocator default``
+measures TensorFlow's default allocator.
 """
 from __future__ import annotations
 
@@ -87,14 +98,16 @@ def main(argv=None):
     default = pathlib.Path(os.environ.get(
         "ASSEMBLE_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default=str(default / "imagewoof2-320"))
+    p.add_argument("--data", default=f"{default / 'imagewoof2-320'},{default / 'oxford-flowers102'}",
+                   help="comma-separated data sets (directories with train.zip), each measured")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--image_size", type=int, default=224)
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds; best is kept")
-    p.add_argument("--allocator", choices=("default", "bfc"), default="default",
-                   help="TF CPU allocator (bfc: TF_CPU_ALLOCATOR_USE_BFC=true, see above)")
+    p.add_argument("--allocator", choices=("default", "bfc"), default="bfc",
+                   help="TF CPU allocator (bfc: TF_CPU_ALLOCATOR_USE_BFC=true, see above; the "
+                        "trainer's default --host_allocator)")
     a = p.parse_args(argv)
     global tf, data
     import tensorflow as tf
@@ -102,8 +115,20 @@ def main(argv=None):
     if a.allocator == "bfc" and not data.use_pooling_cpu_allocator():
         raise SystemExit("could not switch to the BFC allocator")
 
+    try:
+        commit = subprocess.run(["git", "-C", str(_REPO), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "?"
+    for path in [d for d in a.data.split(",") if d]:
+        if not os.path.exists(path):
+            raise SystemExit(f"--data: {path} does not exist (set ASSEMBLE_DATA_DIR or pass --data)")
+        run_one(a, path, commit)
+
+
+def run_one(a, path, commit):
     def build(**kw):
-        return data.build_dataset(a.data, "train", training=True, batch_size=a.batch_size,
+        return data.build_dataset(path, "train", training=True, batch_size=a.batch_size,
                                   image_size=a.image_size, seed=0, **kw)
 
     configs = {"a_fused": dict(), "c_naive": dict(_fused_crop=False)}
@@ -126,15 +151,10 @@ def main(argv=None):
             cpu[name] = min(cpu[name], ms)
             faults[name] = min(faults[name], flt)
             load.append(os.getloadavg()[0])
-    pre = preprocessing_cpu_ms(a.data)
-    try:
-        commit = subprocess.run(["git", "-C", str(_REPO), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
+    pre = preprocessing_cpu_ms(path)
     print(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC {platform.node()} "
           f"{os.cpu_count()} CPUs, TF {tf.__version__}, code {commit}, allocator "
-          f"{a.allocator}, {a.data}, batch {a.batch_size}, {a.batches} batches x "
+          f"{a.allocator}, {path}, batch {a.batch_size}, {a.batches} batches x "
           f"{a.repeats} rounds (best); load average (1 min) {min(load):.1f}-{max(load):.1f}")
     for name, v in best.items():
         print(f"{name:24s} {v:8.0f} img/s   {cpu[name]:6.2f} CPU ms/img   "
@@ -149,6 +169,7 @@ def main(argv=None):
               f"{cpu['a_fused'] / cpu['b_fused_autoaugment']:.2f})")
     else:
         print(f"(b) AutoAugment unavailable: {aa_error}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
