@@ -256,7 +256,8 @@ def _augment_fn(autoaugment, randaugment):
     With the float entry points of ``data.autoaugment`` this is ``floor(image)`` in, float
     out: the same values with four passes over the image fewer. The result holds integers (no
     cast back needed), and ``floor(image)`` equals the uint8 cast of ``clip(image, 0, 255)``
-    because ``image`` is a bilinear resize (``ResizeBilinear``) of a uint8 image, which lies in
+    because ``image`` is a bilinear resize (``ResizeBilinear``) of a uint8 image (then maybe
+    mirrored, which keeps the values), which lies in
     [0, 256): each output is ``top + (bottom - top) * y`` with ``top``, ``bottom`` in [0, 255]
     (``a + (b - a) * x`` of integers, ``x`` in [0, 1), stays between them under float
     rounding) and ``y`` in [0, 1), so ``(bottom - top) * y >= -top`` after rounding and the

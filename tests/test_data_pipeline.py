@@ -163,6 +163,10 @@ def test_flip_and_resize_properties_the_pipeline_relies_on():
             np.testing.assert_array_equal(
                 tf.floor(x).numpy(), tf.cast(tf.cast(tf.clip_by_value(x, 0.0, 255.0), tf.uint8),
                                              tf.float32).numpy())
+            # half-pixel bilinear resize is mirror-symmetric, so preprocess_for_train may flip
+            # after resizing: resize(flip(img)) == flip(resize(img)) up to float rounding
+            mirrored = tf.image.resize(img[:, ::-1], [size, size], method="bilinear")
+            np.testing.assert_allclose(mirrored.numpy(), x.numpy()[:, ::-1], rtol=0, atol=0.01)
 
 
 def test_check_image_bytes(bad_dir):
