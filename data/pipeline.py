@@ -48,7 +48,7 @@ def use_pooling_cpu_allocator(quiet: bool = False) -> bool:
     large activations of a model on the CPU: a ResNet-50 training step at batch 32 measured
     about 25 % faster with the pooling allocator. The BFC allocator keeps and reuses that memory
     (it grows up to ``TF_CPU_BFC_MEM_LIMIT_IN_MB``, 64 GB by default, and does not give memory
-    back; peak resident memory measured ~10 % higher). It is a process-wide choice, for all of
+    back; peak resident memory measured 0-10 % higher). It is a process-wide choice, for all of
     TensorFlow's host memory, so it is the program's to make: the trainer and the evaluation
     program make it by default (``--host_allocator``); importing this package does not.
 
