@@ -208,5 +208,11 @@ def test_tflite_mobilenet_float_and_dynamic_range(tmp_path):
             assert np.abs(logits - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
             np.testing.assert_allclose(probs, ref_p, atol=1e-5)
         else:  # int8 weights: an approximation
-            assert np.abs(probs - ref_p).max() < 0.1
-            assert (logits.argmax(-1) == ref.argmax(-1)).mean() >= 0.75
+            # A random tiny network's probabilities are nearly uniform (top-1 margins ~0.001),
+            # so the argmax agreement only counted ties (it failed on 2 of 4 images once).
+            # Compare the logits with each row's spread instead: measured over 4 init seeds,
+            # the largest error is 0.4-1 % of the row's range.
+            spread = ref.max(-1) - ref.min(-1)
+            assert (np.abs(logits - ref).max(-1) <= 0.05 * spread).all()
+            assert np.abs(logits - ref).max() > 0   # really quantized, not the float model
+            assert np.abs(probs - ref_p).max() < 0.02
