@@ -28,7 +28,8 @@
 #     # (data.npz is rebuilt on the GPU machine from the JPEG zips with PIL)
 #
 # Usage (repo root):
-#     bash benchmarks/gpu_suite.sh [--tiny] [--no-throughput] [--no-ablation] [--compile]
+#     bash benchmarks/gpu_suite.sh [--tiny] [--no-throughput] [--no-ablation] [--no-compile]
+#         [--resume THROUGHPUT.jsonl]
 #         [--out DIR] [--ablation-out runs/mini_gpu] [--ablation-args "..."]
 # Env: OUT (default /tmp/gpu_suite, or $OUT given by the device runner), PYTHON (python3),
 #   WHEELS (the wheel folder, default .whl).
@@ -46,8 +47,14 @@
 # + optimizer.stateless_apply with donated state; programs compiled ahead of time one at a
 # time, then timed one after the other), with variants measured in the same run
 # (assemble_resnet50 with the depthwise BlurPool); best of 2 repeats of 15 steps after 2 warm-up
-# calls, on both sides. Time limits (OURS_BUDGET, THROUGHPUT_TIMEOUT, TIMM_TIMEOUT,
-# ABLATION_TIMEOUT) keep what finished. Measured on an H200 on 2026-11-26 (docs/BENCHMARKS.md):
+# calls, on both sides. Order of the throughput half: timm eager (TIMM_TIMEOUT), ours (until
+# COMPILE_RESERVE seconds before the half's deadline THROUGHPUT_DEADLINE, counted from the
+# suite's start), then timm `torch.compile` (default mode) of COMPILE_MODELS (resnet50,
+# bfloat16; inference, then training) in the time left, unless --no-compile. Each part
+# appends a JSON line per finished measurement, so a time limit keeps what finished;
+# --resume FILE (the throughput.jsonl of a call cut short, on the same warm machine) starts from
+# its lines and measures only what it lacks. Time limits
+# for the ablation half: ABLATION_TIMEOUT. Measured on an H200 on 2026-11-26 (docs/BENCHMARKS.md):
 # the mini-ablation (6 runs, 6 at a time) took 319 s of training + 52 s of evaluation, and the
 # throughput half needs ~10 s of tracing per model and 8-14 s of compilation per inference
 # program (train steps longer), so the two halves do not fit together in one 15-minute lease:
@@ -60,16 +67,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 PYTHON=${PYTHON:-python3}
-TINY=0; THROUGHPUT=1; ABLATION=1; COMPILE=""
-ABL_OUT=runs/mini_gpu; ABL_ARGS=""
+TINY=0; THROUGHPUT=1; ABLATION=1; COMPILE=1
+ABL_OUT=runs/mini_gpu; ABL_ARGS=""; RESUME=""
 OUT=${OUT:-/tmp/gpu_suite}
 while [ $# -gt 0 ]; do
   case "$1" in
     --tiny) TINY=1 ;;
     --no-throughput) THROUGHPUT=0 ;;
     --no-ablation) ABLATION=0 ;;
-    --compile) COMPILE="--compile" ;;
+    --no-compile) COMPILE=0 ;;
+    --compile) COMPILE=1 ;;  # the default; kept for old command lines
     --out) OUT=$2; shift ;;
+    --resume) RESUME=$2; shift ;;
     --ablation-out) ABL_OUT=$2; shift ;;
     --ablation-args) ABL_ARGS=$2; shift ;;
     -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
@@ -121,16 +130,18 @@ EOF
 
 if [ "$TINY" = 1 ]; then
   BS=4; SIZE=64; STEPS=2; WARM=1; REP=1; DEVICE=cpu
-  MODELS=resnet50,assemble_resnet50; TIMM_MODELS=resnet50,skresnet50d
+  MODELS=resnet50,assemble_resnet50; TIMM_MODELS=resnet50,skresnet50d; COMPILE_MODELS=resnet50
   VARIANTS="assemble_resnet50:blur=depthwise"
-  OURS_BUDGET=0; THROUGHPUT_TIMEOUT=900; TIMM_TIMEOUT=300; ABLATION_TIMEOUT=1800
+  THROUGHPUT_DEADLINE=100000; COMPILE_RESERVE=0; TIMM_TIMEOUT=300; ABLATION_TIMEOUT=1800
 else
   BS=256; SIZE=224; STEPS=15; WARM=2; REP=2; DEVICE=cuda
   MODELS=resnet50,assemble_resnet50,skresnet50,resnet50d; TIMM_MODELS=resnet50,skresnet50d,resnet50d
+  COMPILE_MODELS=${COMPILE_MODELS:-resnet50}
   VARIANTS="assemble_resnet50:blur=depthwise"
   # separate leases: --no-throughput / --no-ablation (see the header)
-  OURS_BUDGET=${OURS_BUDGET:-420}; THROUGHPUT_TIMEOUT=${THROUGHPUT_TIMEOUT:-450}
-  TIMM_TIMEOUT=${TIMM_TIMEOUT:-90}; ABLATION_TIMEOUT=${ABLATION_TIMEOUT:-420}
+  # one 10-minute device call: the whole throughput half ends THROUGHPUT_DEADLINE s after the start
+  THROUGHPUT_DEADLINE=${THROUGHPUT_DEADLINE:-540}; COMPILE_RESERVE=${COMPILE_RESERVE:-100}
+  TIMM_TIMEOUT=${TIMM_TIMEOUT:-120}; ABLATION_TIMEOUT=${ABLATION_TIMEOUT:-420}
 fi
 
 # ---- 2. mini-ablation on the GPU (trainer's JAX path, npz input); first: it is all or nothing,
@@ -163,37 +174,36 @@ fi
 # ---- 3. throughput: ours (Keras 3 on JAX) and timm (PyTorch), same run ----------------------
 if [ "$THROUGHPUT" = 1 ]; then
   rm -f "$OUT/throughput.jsonl"
-  timeout "$THROUGHPUT_TIMEOUT" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
+  if [ -n "$RESUME" ]; then
+    cp "$RESUME" "$OUT/throughput.jsonl"
+    echo "resuming from $RESUME ($(wc -l < "$RESUME") measurements): only what it lacks is measured"
+  fi
+  DONE=(--skip_done "$OUT/throughput.jsonl")
+  left() { echo $(( THROUGHPUT_DEADLINE - SECONDS )); }
+  # timm eager first (about a minute), so ours can use the rest: a time limit keeps each part's
+  # finished measurements
+  T=$(left); [ "$T" -gt "$TIMM_TIMEOUT" ] && T=$TIMM_TIMEOUT
+  timeout "$T" "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
+      --dtypes bfloat16,float32 --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" \
+      --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "timm_throughput ended with status $?"
+  RESERVE=0; [ "$COMPILE" = 1 ] && RESERVE=$COMPILE_RESERVE
+  T=$(( $(left) - RESERVE )); [ "$T" -lt 1 ] && T=1
+  # jax_throughput starts no new build after --budget_s; a build takes up to ~1.5 min on the GPU
+  B=$(( T - 90 )); [ "$TINY" = 1 ] && B=0; [ "$B" -lt 1 ] && [ "$TINY" = 0 ] && B=1
+  timeout "$T" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
       --batch_size "$BS" --image_size "$SIZE" --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \
-      --budget_s "$OURS_BUDGET" --json "$OUT/throughput.jsonl" || echo "jax_throughput ended with status $?"
-  timeout "$TIMM_TIMEOUT" "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
-      --dtypes bfloat16,float32 --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" $COMPILE \
-      --json "$OUT/throughput.jsonl" \
-      || echo "timm_throughput ended with status $?"
-  "$PYTHON" - "$OUT/throughput.jsonl" "$OUT/throughput.md" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-ips = {(r["impl"], r["model"], r["dtype"], r["mode"]): r["images_per_second"] for r in rows}
-dev = sorted({r["device"] for r in rows})
-pairs = [("resnet50", "resnet50", 0.8), ("resnet50d", "resnet50d", None), ("skresnet50", "skresnet50d", None),
-         ("assemble_resnet50", "skresnet50d", 1.0)]
-pairs += sorted({(r["model"], "skresnet50d", None) for r in rows
-                 if r["impl"] == "ours" and r["model"].startswith("assemble_resnet50[")})
-lines = [f"devices: {', '.join(dev)}", "",
-         "| ours (Keras/JAX) | timm (PyTorch) | dtype | mode | ours img/s | timm img/s | ratio | target |",
-         "|---|---|---|---|---|---|---|---|"]
-for ours, ref, target in pairs:
-    for dtype in ("float32", "bfloat16"):
-        for mode in ("infer", "train"):
-            a, b = ips.get(("ours", ours, dtype, mode)), ips.get(("timm", ref, dtype, mode))
-            if a is None or b is None:
-                continue
-            ok = "" if target is None else (f">= {target}: " + ("met" if a / b >= target else "NOT met"))
-            lines.append(f"| {ours} | {ref} | {dtype} | {mode} | {a:.1f} | {b:.1f} | {a / b:.3f} | {ok} |")
-text = "\n".join(lines)
-print(text)
-open(sys.argv[2], "w").write(text + "\n")
-EOF
+      --budget_s "$B" --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "jax_throughput ended with status $?"
+  if [ "$COMPILE" = 1 ]; then
+    T=$(( $(left) - 5 ))
+    if [ "$T" -gt 20 ]; then
+      timeout "$T" "$PYTHON" benchmarks/timm_throughput.py --models "$COMPILE_MODELS" --batch_size "$BS" \
+          --image_size "$SIZE" --dtypes bfloat16 --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \
+          --device "$DEVICE" --compile --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "timm_throughput --compile ended with status $?"
+    else
+      echo "no time left for timm with torch.compile"
+    fi
+  fi
+  "$PYTHON" benchmarks/throughput_table.py "$OUT/throughput.jsonl" --out "$OUT/throughput.md"
 fi
 
 echo "== gpu_suite done $(date -u +%FT%TZ)"

@@ -17,13 +17,16 @@ Best of ``--repeats`` repeats of ``--steps`` steps after ``--warmup`` calls.
 ``benchmarks/model_throughput.py`` is not used for GPU figures: it feeds a NumPy batch to
 ``predict_on_batch``/``train_on_batch``, so every step copies the batch to the device.
 
-Compilation: the builds are taken in groups of three per dtype (``--dtypes`` order, then
-``--models`` order, variants after the first two models); the programs of a group are traced,
-compiled ahead of time in ``--compile_threads`` threads (XLA compiles outside the GIL), then
-timed one after the other, so a time limit keeps whole groups. Measured on an H200
-(2026-11-26): compiling 6 programs in 8 threads took 140+ s per program (GPU autotuning of
-the convolutions does not run well concurrently), while one at a time took 8-14 s per
-inference program, so the default is one thread. The state is passed with strong dtypes, so the compiled train step takes
+Compilation: one build (a model in one dtype) at a time, in order of importance: every build
+in the first of ``--dtypes`` (``--models`` order, variants after the first two models), then
+the next dtype (variants last). While a build's programs compile (XLA releases the GIL), the
+next build is traced in a background thread (Keras keeps its dtype policy per thread), which
+hides most of the ~10 s of Python tracing per build on the GPU machine; timing starts only
+once that thread is done, so nothing else runs while a program is timed. A time limit keeps
+every build finished before it. Measured on an H200 (2026-11-26): compiling 6 programs in 8
+threads took 140+ s per program (GPU autotuning of the convolutions does not run well
+concurrently), while one at a time took 8-14 s per inference program, so the default is one
+compile thread. The state is passed with strong dtypes, so the compiled train step takes
 its own outputs back without a second compilation. Reported with each figure: the compiled
 program's FLOPs per image as XLA's cost analysis counts them (``xla_cost_gflops_per_image``:
 on GPUs it leaves out library calls such as cuDNN convolutions, so it is far below the
@@ -64,7 +67,23 @@ def parse(argv=None):
                    help="programs compiled at once (see the module docstring: >1 was slower on a GPU)")
     p.add_argument("--budget_s", type=float, default=0.0, help="0: no limit")
     p.add_argument("--json", default="")
+    p.add_argument("--skip_done", default="",
+                   help="a JSON-lines file of an earlier run on this machine: builds measured there in "
+                        "every mode are skipped (to finish a run that a time limit cut short)")
     return p.parse_args(argv)
+
+
+def done_in(path, impl, modes, compiled=None):
+    """{(model, dtype)} measured in every one of ``modes`` in the JSON lines at ``path``."""
+    seen = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    if r.get("impl") == impl and (compiled is None or bool(r.get("compile")) == compiled):
+                        seen.setdefault((r["model"], r["dtype"]), set()).add(r["mode"])
+    return {k for k, v in seen.items() if set(modes) <= v}
 
 
 VARIANT_KEYS = ("blur",)
@@ -115,44 +134,46 @@ def label(name, opts):
     return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(opts.items())) + "]" if opts else "")
 
 
-def trace_group(a, group, dtype, x, y, strong, jax, jnp, keras, models):
-    """Builds each model under the dtype policy and lowers its inference and train programs."""
+def trace_build(a, build, x, y, strong, jax, jnp, keras, models):
+    """Builds one model under its dtype policy and lowers its inference and train programs.
+
+    Safe in a background thread: Keras keeps the dtype policy in thread-local state."""
+    dtype, name, opts = build
     jobs = []
     keras.config.set_dtype_policy("mixed_bfloat16" if dtype == "bfloat16" else "float32")
     try:
-        for name, opts in group:
-            t0 = time.perf_counter()
-            model = models.build_model(name, num_classes=a.num_classes,
-                                       input_shape=(a.image_size, a.image_size, 3))
-            apply_variant(model, opts)
-            opt = keras.optimizers.SGD(0.01, momentum=0.9)
-            opt.build(model.trainable_variables)
-            tv = [strong(v.value) for v in model.trainable_variables]
-            ntv = [strong(v.value) for v in model.non_trainable_variables]
-            ov = [strong(v.value) for v in opt.variables]
+        t0 = time.perf_counter()
+        model = models.build_model(name, num_classes=a.num_classes,
+                                   input_shape=(a.image_size, a.image_size, 3))
+        apply_variant(model, opts)
+        opt = keras.optimizers.SGD(0.01, momentum=0.9)
+        opt.build(model.trainable_variables)
+        tv = [strong(v.value) for v in model.trainable_variables]
+        ntv = [strong(v.value) for v in model.non_trainable_variables]
+        ov = [strong(v.value) for v in opt.variables]
 
-            def infer(tv, ntv, x, model=model):
-                return model.stateless_call(tv, ntv, x, training=False)[0]
+        def infer(tv, ntv, x, model=model):
+            return model.stateless_call(tv, ntv, x, training=False)[0]
 
-            def loss_fn(tv, ntv, x, y, model=model):
-                logits, ntv = model.stateless_call(tv, ntv, x, training=True)
-                logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-                return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1)), ntv
+        def loss_fn(tv, ntv, x, y, model=model):
+            logits, ntv = model.stateless_call(tv, ntv, x, training=True)
+            logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], 1)), ntv
 
-            def train_step(tv, ntv, ov, x, y, opt=opt, loss_fn=loss_fn):
-                (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
-                tv, ov = opt.stateless_apply(ov, g, tv)
-                return loss, tv, ntv, ov
-            for mode in [m.strip() for m in a.modes.split(",") if m.strip()]:
-                if mode == "infer":
-                    lowered = jax.jit(infer).lower(tv, ntv, x)
-                    args = (tv, ntv)
-                else:
-                    lowered = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(tv, ntv, ov, x, y)
-                    args = ([strong(v) for v in tv], [strong(v) for v in ntv], [strong(v) for v in ov])
-                jobs.append(dict(name=label(name, opts), dtype=dtype, mode=mode, lowered=lowered, args=args,
-                                 params=int(model.count_params())))
-            print(f"traced {label(name, opts)} {dtype} in {time.perf_counter() - t0:.1f}s", flush=True)
+        def train_step(tv, ntv, ov, x, y, opt=opt, loss_fn=loss_fn):
+            (loss, ntv), g = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
+            tv, ov = opt.stateless_apply(ov, g, tv)
+            return loss, tv, ntv, ov
+        for mode in [m.strip() for m in a.modes.split(",") if m.strip()]:
+            if mode == "infer":
+                lowered = jax.jit(infer).lower(tv, ntv, x)
+                args = (tv, ntv)
+            else:
+                lowered = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(tv, ntv, ov, x, y)
+                args = ([strong(v) for v in tv], [strong(v) for v in ntv], [strong(v) for v in ov])
+            jobs.append(dict(name=label(name, opts), dtype=dtype, mode=mode, lowered=lowered, args=args,
+                             params=int(model.count_params())))
+        print(f"traced {label(name, opts)} {dtype} in {time.perf_counter() - t0:.1f}s", flush=True)
     finally:
         keras.config.set_dtype_policy("float32")
     return jobs
@@ -241,24 +262,34 @@ def main(argv=None):
     def strong(v):  # a non-weakly-typed copy, so compiled steps accept their own outputs
         return jnp.array(v, dtype=v.dtype)
 
+    # builds in order of importance: every build in the first dtype, then the next dtype with
+    # the variants last
+    order = [(dtypes[0], n, o) for n, o in builds]
+    order += [(d, n, o) for d in dtypes[1:] for n, o in plain + parse_variants(a.variants)]
+    done = done_in(a.skip_done, "ours", [m.strip() for m in a.modes.split(",") if m.strip()])
+    if done:
+        print(f"already measured in {a.skip_done}: {sorted(done)}", flush=True)
+        order = [b for b in order if (label(b[1], b[2]), b[0]) not in done]
     results = []
-    # groups, in order of importance: every build in the first dtype, then the next dtype; each
-    # group is traced (Python, serial), compiled (threads) and timed before the next starts, so
-    # a time limit keeps whole groups
-    groups = [(dtype, builds[i:i + 3]) for dtype in dtypes for i in range(0, len(builds), 3)]
-    for dtype, group in groups:
+    pool = concurrent.futures.ThreadPoolExecutor(1)  # traces the next build during a compile
+    trace = lambda build: trace_build(a, build, x, y, strong, jax, jnp, keras, models)  # noqa: E731
+    pending = pool.submit(trace, order[0]) if order else None
+    for i, build in enumerate(order):
+        jobs = pending.result()
+        pending = None
         if a.budget_s and time.perf_counter() - t_start > a.budget_s:
-            print(f"budget of {a.budget_s:.0f}s spent: skipping {dtype} {[label(n, o) for n, o in group]}", flush=True)
-            continue
-        jobs = trace_group(a, group, dtype, x, y, strong, jax, jnp, keras, models)
+            print(f"budget of {a.budget_s:.0f}s spent: skipping "
+                  f"{[b[0] + ' ' + label(b[1], b[2]) for b in order[i:]]}", flush=True)
+            break
+        if i + 1 < len(order):
+            pending = pool.submit(trace, order[i + 1])
         compile_jobs(a, jobs)
+        if pending is not None:
+            pending.exception()  # wait: nothing else runs while a program is timed
         for job in jobs:
-            if a.budget_s and time.perf_counter() - t_start > a.budget_s:
-                print(f"budget of {a.budget_s:.0f}s spent: skipping {job['name']} {dtype} {job['mode']}", flush=True)
-                continue
             results.append(time_job(a, job, x, y, dev, jax, keras))
             job["compiled"] = job["lowered"] = job["args"] = None
-        keras.backend.clear_session()
+    pool.shutdown(wait=True)
     assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None, "TensorFlow was imported"
     print(f"device {dev.device_kind}; jax {jax.__version__}, keras {keras.__version__}; "
           f"total {time.perf_counter() - t_start:.0f}s")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -42,7 +43,23 @@ def parse(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--json", default="", help="append one JSON line per measurement here")
+    p.add_argument("--skip_done", default="",
+                   help="a JSON-lines file of an earlier run on this machine: (model, dtype) measured "
+                        "there in every mode, with the same --compile, are skipped")
     return p.parse_args(argv)
+
+
+def done_in(path, modes, compiled):
+    """{(model, dtype)} of timm measured in every one of ``modes`` at ``path``, with ``compiled``."""
+    seen = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    r = json.loads(line)
+                    if r.get("impl") == "timm" and bool(r.get("compile")) == compiled:
+                        seen.setdefault((r["model"], r["dtype"]), set()).add(r["mode"])
+    return {k for k, v in seen.items() if set(modes) <= v}
 
 
 def main(argv=None):
@@ -63,8 +80,13 @@ def main(argv=None):
             torch.cuda.synchronize(device)
 
     results = []
+    done = done_in(a.skip_done, [m.strip() for m in a.modes.split(",") if m.strip()], a.compile)
+    if done:
+        print(f"already measured in {a.skip_done}: {sorted(done)}", flush=True)
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
         for dtype in [d.strip() for d in a.dtypes.split(",") if d.strip()]:
+            if (name, dtype) in done:
+                continue
             amp = dtype in ("bfloat16", "bf16", "mixed_bfloat16")
             model = timm.create_model(name, pretrained=False, num_classes=a.num_classes)
             model = model.to(device).to(memory_format=torch.channels_last)

@@ -1,0 +1,92 @@
+"""Ratio table of the GPU throughput half: ours (Keras 3 / JAX) against timm (PyTorch).
+
+    python benchmarks/throughput_table.py THROUGHPUT.jsonl [MORE.jsonl ...] [--out throughput.md]
+
+Reads the JSON lines written by ``jax_throughput.py`` (``impl: ours``) and
+``timm_throughput.py`` (``impl: timm``, with ``compile`` true under ``torch.compile``), from one
+or more files of the same machine, and prints, per (ours, timm reference, dtype, mode): both
+rates, the ratio against timm eager with the issue's target (our resnet50 >= 0.8x timm
+resnet50, assemble_resnet50 >= timm skresnet50d), and the ratio against timm under
+``torch.compile`` where that was measured. Then each implementation variant of ours
+(``assemble_resnet50[blur=depthwise]``, ...) against the default build in the same dtype and
+mode. Ratios compare figures of one machine only: files from different devices are refused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+# (ours, timm reference, target for ours / timm eager or None)
+PAIRS = [("resnet50", "resnet50", 0.8), ("resnet50d", "resnet50d", None),
+         ("skresnet50", "skresnet50d", None), ("assemble_resnet50", "skresnet50d", 1.0)]
+
+
+def load(paths):
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise SystemExit(f"{path}:{i}: not a JSON line ({e})")
+    return rows
+
+
+def table(rows):
+    devices = sorted({r["device"] for r in rows if r["impl"] == "ours"}
+                     | {r["device"] for r in rows if r["impl"] == "timm"})
+    gpus = {d for d in devices if "cpu" not in d.lower()}
+    if len(gpus) > 1:
+        raise SystemExit(f"rows from different devices {sorted(gpus)}: ratios need one machine")
+    # later lines win (a rerun replaces an earlier figure)
+    ips = {}
+    for r in rows:
+        impl = r["impl"] + ("+compile" if r.get("compile") else "")
+        ips[(impl, r["model"], r["dtype"], r["mode"])] = r["images_per_second"]
+    pairs = list(PAIRS) + sorted({(r["model"], "skresnet50d", None) for r in rows
+                                  if r["impl"] == "ours" and r["model"].startswith("assemble_resnet50[")})
+    lines = [f"devices: {', '.join(devices)}", "",
+             "| ours (Keras/JAX) | timm (PyTorch) | dtype | mode | ours img/s | timm eager img/s | ratio "
+             "| target | timm torch.compile img/s | ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for ours, ref, target in pairs:
+        for dtype in ("bfloat16", "float32"):
+            for mode in ("infer", "train"):
+                a = ips.get(("ours", ours, dtype, mode))
+                b = ips.get(("timm", ref, dtype, mode))
+                c = ips.get(("timm+compile", ref, dtype, mode))
+                if a is None or (b is None and c is None):
+                    continue
+                ok = "" if target is None or b is None else (
+                    f">= {target}: " + ("met" if a / b >= target else "NOT met"))
+                fb = f"{b:.1f} | {a / b:.3f}" if b else "- | -"
+                fc = f"{c:.1f} | {a / c:.3f}" if c else "- | -"
+                lines.append(f"| {ours} | {ref} | {dtype} | {mode} | {a:.1f} | {fb} | {ok} | {fc} |")
+    variants = [(k, v) for k, v in ips.items() if k[0] == "ours" and "[" in k[1]]
+    if variants:
+        lines += ["", "| variant | dtype | mode | img/s | default build img/s | ratio |", "|---|---|---|---|---|---|"]
+        for (impl, model, dtype, mode), v in variants:
+            base = ips.get((impl, model.split("[")[0], dtype, mode))
+            if base:
+                lines.append(f"| {model} | {dtype} | {mode} | {v:.1f} | {base:.1f} | {v / base:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("jsonl", nargs="+")
+    p.add_argument("--out", default="")
+    a = p.parse_args(argv)
+    text = table(load(a.jsonl))
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
