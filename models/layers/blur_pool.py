@@ -27,15 +27,17 @@ The layer has no weights. Reflect padding needs ``pad < spatial size`` (as in TF
 Two implementations of the same arithmetic (``implementation=``):
 
 * ``"depthwise"``: one depthwise convolution with the 2-D filter (the official code's form).
-  Best where a depthwise kernel is fast, e.g. TensorFlow's oneDNN path on CPU.
 * ``"shifts"``: the binomial filter is separable (``a a^T``), so the blur is a weighted sum of
-  ``k`` strided slices along H, then ``k`` along W: elementwise work that XLA fuses into one
-  memory-bound kernel, instead of a grouped convolution with one group per channel (which
-  cuDNN/XLA run slowly on GPUs, forward and backward). Outputs equal the depthwise form up to
-  float rounding (summation order).
-* ``"auto"`` (default): ``"shifts"`` under the JAX backend, ``"depthwise"`` otherwise; the
-  choice is made at call time, so a saved model runs with the fast form of whichever backend
-  loads it. See docs/BENCHMARKS.md for the measurements behind the defaults.
+  ``k`` strided slices along H, then ``k`` along W: elementwise work that XLA can fuse into
+  one memory-bound kernel instead of a grouped convolution with one group per channel.
+  Outputs equal the depthwise form up to float rounding (summation order).
+* ``"auto"`` (default): ``"depthwise"`` on every backend, chosen at call time. Until
+  2026-11-26 it chose ``"shifts"`` under JAX, on the assumption that grouped convolutions
+  are slow on GPUs; measured on an H200 (assemble_resnet50, batch 256, 224 px, XLA; same
+  run, docs/BENCHMARKS.md) the depthwise form was as fast for inference (shifts 0.5-0.7 %
+  faster, within noise) and 4-4.5 % faster for a training step, in bfloat16 and float32, so
+  the assumption did not hold. ``"shifts"`` stays for measuring it on other hardware
+  (``benchmarks/jax_throughput.py --variants assemble_resnet50:blur=shifts``).
 """
 import math
 
@@ -126,7 +128,7 @@ class BlurPool2D(keras.layers.Layer):
             x = ops.pad(x, [[0, 0], [before, after], [before, after], [0, 0]], mode="reflect")
         impl = self.implementation
         if impl == "auto":
-            impl = "shifts" if keras.backend.backend() == "jax" else "depthwise"
+            impl = "depthwise"  # measured on CPU (TF) and GPU (JAX/XLA): see the module docstring
         if impl == "shifts" and x.shape[1] is not None and x.shape[2] is not None:
             return self._blur_shifts(x)  # (unknown spatial sizes: the depthwise form)
         kernel = ops.cast(ops.convert_to_tensor(self._kernel_np), x.dtype)
