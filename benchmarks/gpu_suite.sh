@@ -36,7 +36,7 @@
 # --tiny: CPU-sized end-to-end check (batch 4 at 64 px, 2 steps; the tiny mini-ablation), with
 #   TensorFlow blocked (a sitecustomize that sets sys.modules["tensorflow"] = None, as a machine
 #   without TensorFlow) -- run here on the CPU: KERAS_BACKEND=jax.
-# Output: $OUT/throughput.jsonl, $OUT/throughput.md (ratios), $OUT/ablation/* (results.md/json,
+# Output: $OUT/throughput.jsonl, $OUT/throughput.md (ratios), $OUT/throughput.png, $OUT/ablation/* (results.md/json,
 #   plot), $OUT/suite.log.
 #
 # Throughput definitions (both sides): images/s at 224 px, batch 256, the input batch created once
@@ -46,7 +46,7 @@
 # update. Ours: benchmarks/jax_throughput.py (a jitted model.stateless_call, + jax.value_and_grad
 # + optimizer.stateless_apply with donated state; programs compiled ahead of time one at a
 # time, then timed one after the other), with variants measured in the same run
-# (assemble_resnet50 with the depthwise BlurPool); best of 2 repeats of 15 steps after 2 warm-up
+# (assemble_resnet50 with the `shifts` BlurPool); best of 2 repeats of 15 steps after 2 warm-up
 # calls, on both sides. Order of the throughput half: timm eager (TIMM_TIMEOUT), ours (until
 # COMPILE_RESERVE seconds before the half's deadline THROUGHPUT_DEADLINE, counted from the
 # suite's start), then timm `torch.compile` (default mode) of COMPILE_MODELS (resnet50,
@@ -55,10 +55,15 @@
 # --resume FILE (the throughput.jsonl of a call cut short, on the same warm machine) starts from
 # its lines and measures only what it lacks. Time limits
 # for the ablation half: ABLATION_TIMEOUT. Measured on an H200 on 2026-11-26 (docs/BENCHMARKS.md):
-# the mini-ablation (6 runs, 6 at a time) took 319 s of training + 52 s of evaluation, and the
-# throughput half needs ~10 s of tracing per model and 8-14 s of compilation per inference
-# program (train steps longer), so the two halves do not fit together in one 15-minute lease:
-# run them in separate leases (--no-throughput / --no-ablation).
+# the mini-ablation (6 runs, 6 at a time) took 319 s of training + 52 s of evaluation; the
+# throughput half (timm eager 3 models, ours 4 models + 1 variant x 2 dtypes x 2 modes, timm
+# resnet50 under torch.compile) took 466 s in one call (ours 296 s: 2-13 s per inference
+# compile, 10-48 s per train-step compile). The two halves do not fit together in one
+# 15-minute lease: run them in separate leases (--no-throughput / --no-ablation). A second
+# call on the still-warm machine can add torch.compile references:
+#     THROUGHPUT_DEADLINE=290 COMPILE_RESERVE=280 COMPILE_MODELS=skresnet50d,resnet50d \
+#         bash benchmarks/gpu_suite.sh --no-ablation --resume <first call's throughput.jsonl>
+# (skresnet50d took 30 s + 82 s to compile, resnet50d 14 s + 50 s).
 # benchmarks/model_throughput.py is NOT used for the GPU figures: it feeds a NumPy batch to
 # predict_on_batch/train_on_batch, so every step copies the batch host->device (and syncs the
 # weights back to the Keras variables), which is not "input already on the device".
@@ -131,13 +136,13 @@ EOF
 if [ "$TINY" = 1 ]; then
   BS=4; SIZE=64; STEPS=2; WARM=1; REP=1; DEVICE=cpu
   MODELS=resnet50,assemble_resnet50; TIMM_MODELS=resnet50,skresnet50d; COMPILE_MODELS=resnet50
-  VARIANTS="assemble_resnet50:blur=depthwise"
+  VARIANTS="assemble_resnet50:blur=shifts"
   THROUGHPUT_DEADLINE=100000; COMPILE_RESERVE=0; TIMM_TIMEOUT=300; ABLATION_TIMEOUT=1800
 else
   BS=256; SIZE=224; STEPS=15; WARM=2; REP=2; DEVICE=cuda
   MODELS=resnet50,assemble_resnet50,skresnet50,resnet50d; TIMM_MODELS=resnet50,skresnet50d,resnet50d
   COMPILE_MODELS=${COMPILE_MODELS:-resnet50}
-  VARIANTS="assemble_resnet50:blur=depthwise"
+  VARIANTS="assemble_resnet50:blur=shifts"
   # separate leases: --no-throughput / --no-ablation (see the header)
   # one 10-minute device call: the whole throughput half ends THROUGHPUT_DEADLINE s after the start
   THROUGHPUT_DEADLINE=${THROUGHPUT_DEADLINE:-540}; COMPILE_RESERVE=${COMPILE_RESERVE:-100}
@@ -182,17 +187,21 @@ if [ "$THROUGHPUT" = 1 ]; then
   left() { echo $(( THROUGHPUT_DEADLINE - SECONDS )); }
   # timm eager first (about a minute), so ours can use the rest: a time limit keeps each part's
   # finished measurements
-  T=$(left); [ "$T" -gt "$TIMM_TIMEOUT" ] && T=$TIMM_TIMEOUT
+  T=$(left); [ "$T" -gt "$TIMM_TIMEOUT" ] && T=$TIMM_TIMEOUT; [ "$T" -lt 1 ] && T=1
   timeout "$T" "$PYTHON" benchmarks/timm_throughput.py --models "$TIMM_MODELS" --batch_size "$BS" --image_size "$SIZE" \
       --dtypes bfloat16,float32 --steps "$STEPS" --warmup "$WARM" --repeats "$REP" --device "$DEVICE" \
       --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "timm_throughput ended with status $?"
   RESERVE=0; [ "$COMPILE" = 1 ] && RESERVE=$COMPILE_RESERVE
-  T=$(( $(left) - RESERVE )); [ "$T" -lt 1 ] && T=1
+  T=$(( $(left) - RESERVE ))
   # jax_throughput starts no new build after --budget_s; a build takes up to ~1.5 min on the GPU
   B=$(( T - 90 )); [ "$TINY" = 1 ] && B=0; [ "$B" -lt 1 ] && [ "$TINY" = 0 ] && B=1
-  timeout "$T" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
-      --batch_size "$BS" --image_size "$SIZE" --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \
-      --budget_s "$B" --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "jax_throughput ended with status $?"
+  if [ "$T" -gt 0 ]; then
+    timeout "$T" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
+        --batch_size "$BS" --image_size "$SIZE" --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \
+        --budget_s "$B" --json "$OUT/throughput.jsonl" "${DONE[@]}" || echo "jax_throughput ended with status $?"
+  else
+    echo "no time left for ours before the torch.compile reserve (COMPILE_RESERVE=$COMPILE_RESERVE)"
+  fi
   if [ "$COMPILE" = 1 ]; then
     T=$(( $(left) - 5 ))
     if [ "$T" -gt 20 ]; then
@@ -203,7 +212,8 @@ if [ "$THROUGHPUT" = 1 ]; then
       echo "no time left for timm with torch.compile"
     fi
   fi
-  "$PYTHON" benchmarks/throughput_table.py "$OUT/throughput.jsonl" --out "$OUT/throughput.md"
+  "$PYTHON" benchmarks/throughput_table.py "$OUT/throughput.jsonl" --out "$OUT/throughput.md" \
+      --plot "$OUT/throughput.png" || echo "throughput_table ended with status $?"
 fi
 
 echo "== gpu_suite done $(date -u +%FT%TZ)"

@@ -1,7 +1,7 @@
 """This project's models under Keras 3 + JAX: inference and training-step images/s, input on the device.
 
     KERAS_BACKEND=jax python benchmarks/jax_throughput.py [--models resnet50,assemble_resnet50]
-        [--variants assemble_resnet50:blur=depthwise] [--dtypes float32,bfloat16]
+        [--variants assemble_resnet50:blur=shifts] [--dtypes float32,bfloat16]
         [--batch_size 256] [--image_size 224] [--steps 20] [--warmup 2] [--repeats 3]
         [--compile_threads 8] [--budget_s 0] [--json OUT.jsonl]
 

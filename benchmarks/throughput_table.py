@@ -1,6 +1,7 @@
 """Ratio table of the GPU throughput half: ours (Keras 3 / JAX) against timm (PyTorch).
 
     python benchmarks/throughput_table.py THROUGHPUT.jsonl [MORE.jsonl ...] [--out throughput.md]
+        [--plot throughput.png]
 
 Reads the JSON lines written by ``jax_throughput.py`` (``impl: ours``) and
 ``timm_throughput.py`` (``impl: timm``, with ``compile`` true under ``torch.compile``), from one
@@ -10,6 +11,8 @@ resnet50, assemble_resnet50 >= timm skresnet50d), and the ratio against timm und
 ``torch.compile`` where that was measured. Then each implementation variant of ours
 (``assemble_resnet50[blur=depthwise]``, ...) against the default build in the same dtype and
 mode. Ratios compare figures of one machine only: files from different devices are refused.
+``--plot``: grouped bars of images/s per model pair (ours, timm eager, timm under
+``torch.compile``), one panel per dtype and mode (needs matplotlib).
 """
 from __future__ import annotations
 
@@ -42,11 +45,7 @@ def table(rows):
     gpus = {d for d in devices if "cpu" not in d.lower()}
     if len(gpus) > 1:
         raise SystemExit(f"rows from different devices {sorted(gpus)}: ratios need one machine")
-    # later lines win (a rerun replaces an earlier figure)
-    ips = {}
-    for r in rows:
-        impl = r["impl"] + ("+compile" if r.get("compile") else "")
-        ips[(impl, r["model"], r["dtype"], r["mode"])] = r["images_per_second"]
+    ips = rates(rows)  # later lines win (a rerun replaces an earlier figure)
     pairs = list(PAIRS) + sorted({(r["model"], "skresnet50d", None) for r in rows
                                   if r["impl"] == "ours" and r["model"].startswith("assemble_resnet50[")})
     lines = [f"devices: {', '.join(devices)}", "",
@@ -76,16 +75,59 @@ def table(rows):
     return "\n".join(lines)
 
 
+def rates(rows):
+    ips = {}
+    for r in rows:
+        impl = r["impl"] + ("+compile" if r.get("compile") else "")
+        ips[(impl, r["model"], r["dtype"], r["mode"])] = r["images_per_second"]
+    return ips
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ips = rates(rows)
+    device = sorted({r["device"] for r in rows})[0]
+    panels = [(d, m) for d in ("bfloat16", "float32") for m in ("infer", "train")]
+    series = [("ours", "ours (Keras 3 / JAX, XLA)", "#1f77b4"), ("timm", "timm eager (PyTorch)", "#ff7f0e"),
+              ("timm+compile", "timm torch.compile", "#2ca02c")]
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8), sharey=False)
+    for ax, (dtype, mode) in zip(axes, panels):
+        names = [(o, ref) for o, ref, _ in PAIRS if ("ours", o, dtype, mode) in ips]
+        width = 0.27
+        for j, (impl, lab, color) in enumerate(series):
+            vals = [ips.get((impl, o if impl == "ours" else ref, dtype, mode), 0.0) for o, ref in names]
+            bars = ax.bar([i + (j - 1) * width for i in range(len(names))], vals, width, label=lab, color=color)
+            for b, v in zip(bars, vals):
+                if v:
+                    ax.text(b.get_x() + b.get_width() / 2, v, f"{v / 1000:.1f}k", ha="center", va="bottom",
+                            fontsize=7)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([o if o == ref else f"{o}\n(timm: {ref})" for o, ref in names], fontsize=6.5)
+        ax.set_title(f"{dtype} {'inference' if mode == 'infer' else 'training step'}")
+        ax.set_ylabel("images / s")
+    axes[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"batch 256, 224 px, input on the device, {device}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("jsonl", nargs="+")
     p.add_argument("--out", default="")
+    p.add_argument("--plot", default="")
     a = p.parse_args(argv)
-    text = table(load(a.jsonl))
+    rows = load(a.jsonl)
+    text = table(rows)
     print(text)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text + "\n")
+    if a.plot:
+        plot(rows, a.plot)
 
 
 if __name__ == "__main__":
