@@ -73,19 +73,6 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def done_in(path, impl, modes, compiled=None):
-    """{(model, dtype)} measured in every one of ``modes`` in the JSON lines at ``path``."""
-    seen = {}
-    if path and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    if r.get("impl") == impl and (compiled is None or bool(r.get("compile")) == compiled):
-                        seen.setdefault((r["model"], r["dtype"]), set()).add(r["mode"])
-    return {k for k, v in seen.items() if set(modes) <= v}
-
-
 VARIANT_KEYS = ("blur",)
 
 
@@ -266,7 +253,8 @@ def main(argv=None):
     # the variants last
     order = [(dtypes[0], n, o) for n, o in builds]
     order += [(d, n, o) for d in dtypes[1:] for n, o in plain + parse_variants(a.variants)]
-    done = done_in(a.skip_done, "ours", [m.strip() for m in a.modes.split(",") if m.strip()])
+    from throughput_table import measured  # benchmarks/ is on sys.path when run as a script
+    done = measured(a.skip_done, "ours", [m.strip() for m in a.modes.split(",") if m.strip()])
     if done:
         print(f"already measured in {a.skip_done}: {sorted(done)}", flush=True)
         order = [b for b in order if (label(b[1], b[2]), b[0]) not in done]

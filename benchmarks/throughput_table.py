@@ -39,6 +39,19 @@ def load(paths):
     return rows
 
 
+def measured(path, impl, modes, compiled=None):
+    """{(model, dtype)} of ``impl`` measured in every one of ``modes`` in the JSON lines at
+    ``path`` (none when it does not exist); ``compiled`` True/False keeps only lines with that
+    ``compile`` flag. The ``--skip_done`` filter of jax_throughput.py and timm_throughput.py."""
+    import os
+    seen = {}
+    if path and os.path.exists(path):
+        for r in load([path]):
+            if r.get("impl") == impl and (compiled is None or bool(r.get("compile")) == compiled):
+                seen.setdefault((r["model"], r["dtype"]), set()).add(r["mode"])
+    return {k for k, v in seen.items() if set(modes) <= v}
+
+
 def table(rows):
     devices = sorted({r["device"] for r in rows if r["impl"] == "ours"}
                      | {r["device"] for r in rows if r["impl"] == "timm"})

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 
@@ -49,19 +48,6 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def done_in(path, modes, compiled):
-    """{(model, dtype)} of timm measured in every one of ``modes`` at ``path``, with ``compiled``."""
-    seen = {}
-    if path and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.strip():
-                    r = json.loads(line)
-                    if r.get("impl") == "timm" and bool(r.get("compile")) == compiled:
-                        seen.setdefault((r["model"], r["dtype"]), set()).add(r["mode"])
-    return {k for k, v in seen.items() if set(modes) <= v}
-
-
 def main(argv=None):
     a = parse(argv)
     import torch
@@ -80,7 +66,8 @@ def main(argv=None):
             torch.cuda.synchronize(device)
 
     results = []
-    done = done_in(a.skip_done, [m.strip() for m in a.modes.split(",") if m.strip()], a.compile)
+    from throughput_table import measured  # benchmarks/ is on sys.path when run as a script
+    done = measured(a.skip_done, "timm", [m.strip() for m in a.modes.split(",") if m.strip()], a.compile)
     if done:
         print(f"already measured in {a.skip_done}: {sorted(done)}", flush=True)
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:

@@ -1,6 +1,6 @@
 """The GPU suite's bookkeeping, which runs only on the GPU machine: the ratio table
 (``benchmarks/throughput_table.py``) and the resume filter of ``jax_throughput.py`` /
-``timm_throughput.py`` (``--skip_done``). Checked against hand-computed values."""
+``timm_throughput.py`` (``--skip_done``, ``throughput_table.measured``). Checked against hand-computed values."""
 import json
 import sys
 
@@ -11,7 +11,6 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import jax_throughput  # noqa: E402
 import throughput_table  # noqa: E402
-import timm_throughput  # noqa: E402
 
 
 def _row(impl, model, dtype, mode, ips, device="NVIDIA H200", compile=None):
@@ -70,13 +69,13 @@ def test_resume_skips_only_builds_measured_in_every_mode(tmp_path):
         _row("timm", "skresnet50d", "bfloat16", "infer", 1.0, compile=True),
         _row("timm", "skresnet50d", "bfloat16", "train", 1.0, compile=True),
     ])
-    assert jax_throughput.done_in(path, "ours", ["infer", "train"]) == {("resnet50", "bfloat16")}
-    assert jax_throughput.done_in(path, "ours", ["infer"]) == {("resnet50", "bfloat16"),
-                                                               ("assemble_resnet50", "bfloat16")}
+    measured = throughput_table.measured
+    assert measured(path, "ours", ["infer", "train"]) == {("resnet50", "bfloat16")}
+    assert measured(path, "ours", ["infer"]) == {("resnet50", "bfloat16"), ("assemble_resnet50", "bfloat16")}
     # eager and compiled timm figures do not stand in for each other
-    assert timm_throughput.done_in(path, ["infer", "train"], False) == {("resnet50", "bfloat16")}
-    assert timm_throughput.done_in(path, ["infer", "train"], True) == {("skresnet50d", "bfloat16")}
-    assert jax_throughput.done_in(str(tmp_path / "missing.jsonl"), "ours", ["infer"]) == set()
+    assert measured(path, "timm", ["infer", "train"], False) == {("resnet50", "bfloat16")}
+    assert measured(path, "timm", ["infer", "train"], True) == {("skresnet50d", "bfloat16")}
+    assert measured(str(tmp_path / "missing.jsonl"), "ours", ["infer"]) == set()
 
 
 def test_variants_parse_and_reject_unknown_keys():
