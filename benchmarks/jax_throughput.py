@@ -243,7 +243,8 @@ def main(argv=None):
     x = jax.device_put(jnp.asarray(np.random.default_rng(0).normal(size=(bs, size, size, 3)), jnp.float32), dev)
     y = jax.device_put(jnp.asarray(np.random.default_rng(1).integers(0, a.num_classes, bs), jnp.int32), dev)
     plain = [(m.strip(), {}) for m in a.models.split(",") if m.strip()]
-    builds = plain[:2] + parse_variants(a.variants) + plain[2:]  # variants after the first two
+    variants = parse_variants(a.variants)
+    builds = plain[:2] + variants + plain[2:]  # variants after the first two
     dtypes = [d.strip() for d in a.dtypes.split(",") if d.strip()]
 
     def strong(v):  # a non-weakly-typed copy, so compiled steps accept their own outputs
@@ -252,7 +253,7 @@ def main(argv=None):
     # builds in order of importance: every build in the first dtype, then the next dtype with
     # the variants last
     order = [(dtypes[0], n, o) for n, o in builds]
-    order += [(d, n, o) for d in dtypes[1:] for n, o in plain + parse_variants(a.variants)]
+    order += [(d, n, o) for d in dtypes[1:] for n, o in plain + variants]
     from throughput_table import measured  # benchmarks/ is on sys.path when run as a script
     done = measured(a.skip_done, "ours", [m.strip() for m in a.modes.split(",") if m.strip()])
     if done:
