@@ -194,7 +194,7 @@ if [ "$THROUGHPUT" = 1 ]; then
   RESERVE=0; [ "$COMPILE" = 1 ] && RESERVE=$COMPILE_RESERVE
   T=$(( $(left) - RESERVE ))
   # jax_throughput starts no new build after --budget_s; a build takes up to ~1.5 min on the GPU
-  B=$(( T - 90 )); [ "$TINY" = 1 ] && B=0; [ "$B" -lt 1 ] && [ "$TINY" = 0 ] && B=1
+  if [ "$TINY" = 1 ]; then B=0; else B=$(( T > 91 ? T - 90 : 1 )); fi  # 0: no budget
   if [ "$T" -gt 0 ]; then
     timeout "$T" "$PYTHON" benchmarks/jax_throughput.py --models "$MODELS" --variants "$VARIANTS" \
         --batch_size "$BS" --image_size "$SIZE" --steps "$STEPS" --warmup "$WARM" --repeats "$REP" \

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 # (ours, timm reference, target for ours / timm eager or None)
@@ -43,7 +44,6 @@ def measured(path, impl, modes, compiled=None):
     """{(model, dtype)} of ``impl`` measured in every one of ``modes`` in the JSON lines at
     ``path`` (none when it does not exist); ``compiled`` True/False keeps only lines with that
     ``compile`` flag. The ``--skip_done`` filter of jax_throughput.py and timm_throughput.py."""
-    import os
     seen = {}
     if path and os.path.exists(path):
         for r in load([path]):
@@ -53,14 +53,16 @@ def measured(path, impl, modes, compiled=None):
 
 
 def table(rows):
-    devices = sorted({r["device"] for r in rows if r["impl"] == "ours"}
-                     | {r["device"] for r in rows if r["impl"] == "timm"})
+    devices = sorted({r["device"] for r in rows if r["impl"] in ("ours", "timm")})
     gpus = {d for d in devices if "cpu" not in d.lower()}
     if len(gpus) > 1:
         raise SystemExit(f"rows from different devices {sorted(gpus)}: ratios need one machine")
     ips = rates(rows)  # later lines win (a rerun replaces an earlier figure)
-    pairs = list(PAIRS) + sorted({(r["model"], "skresnet50d", None) for r in rows
-                                  if r["impl"] == "ours" and r["model"].startswith("assemble_resnet50[")})
+    # a variant ("assemble_resnet50[blur=shifts]") has its default build's reference, no target
+    reference = {ours: ref for ours, ref, _ in PAIRS}
+    pairs = list(PAIRS) + sorted({(r["model"], reference[r["model"].split("[")[0]], None) for r in rows
+                                  if r["impl"] == "ours" and "[" in r["model"]
+                                  and r["model"].split("[")[0] in reference})
     lines = [f"devices: {', '.join(devices)}", "",
              "| ours (Keras/JAX) | timm (PyTorch) | dtype | mode | ours img/s | timm eager img/s | ratio "
              "| target | timm torch.compile img/s | ratio |",

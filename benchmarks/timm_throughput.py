@@ -67,7 +67,8 @@ def main(argv=None):
 
     results = []
     from throughput_table import measured  # benchmarks/ is on sys.path when run as a script
-    done = measured(a.skip_done, "timm", [m.strip() for m in a.modes.split(",") if m.strip()], a.compile)
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    done = measured(a.skip_done, "timm", modes, a.compile)
     if done:
         print(f"already measured in {a.skip_done}: {sorted(done)}", flush=True)
     for name in [m.strip() for m in a.models.split(",") if m.strip()]:
@@ -100,7 +101,7 @@ def main(argv=None):
                 return loss
 
             nparams = sum(p.numel() for p in model.parameters())
-            for mode in [m.strip() for m in a.modes.split(",") if m.strip()]:
+            for mode in modes:
                 step = infer if mode == "infer" else train
                 model.train(mode == "train")
                 t0 = time.perf_counter()
