@@ -56,8 +56,15 @@ def apply_host_allocator(choice: str, quiet: bool = False) -> bool:
     Returns True when the pooling allocator was switched on by this call."""
     if choice != "bfc":
         return False
+    import importlib.util
     import logging
 
+    if importlib.util.find_spec("tensorflow") is None:
+        # The JAX path on a machine without TensorFlow (KERAS_BACKEND=jax, npz input): there is
+        # no TensorFlow allocator to choose, and data.pipeline would import TensorFlow.
+        logging.getLogger("flags.runtime").info(
+            "host allocator: TensorFlow is not installed; --host_allocator has nothing to choose")
+        return False
     import data   # lazily: flag modules stay light
     switched = data.use_pooling_cpu_allocator(quiet=quiet)
     if switched:

@@ -209,6 +209,14 @@ print("RESULT", json.dumps(dict(backend=keras.backend.backend(), step=r["step"],
 """
 
 
+JAX_CLI_DRIVER = r"""
+import sys, runpy
+sys.modules["tensorflow"] = None  # a JAX machine without TensorFlow: any TF import fails
+sys.argv = ["official.train"] + sys.argv[1:]
+runpy.run_module("official.train", run_name="__main__", alter_sys=True)
+"""
+
+
 def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     """KERAS_BACKEND=jax, TensorFlow import blocked: the jitted stateless step trains a model
     with DropBlock and mixup (seed generator threaded statelessly) from an npz source; the checkpoint is then restored under TensorFlow and
@@ -242,15 +250,19 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
 
     # the JAX path's own augmentation and online distillation: device crop/flip (stateless seed
     # = data seed, step) and the first run as the teacher, run statelessly inside the step
-    cfg2 = tiny_config(tmp_path / "jax_kd", f"npz:{tmp_path / 'tiny.npz'}", optimization__train_steps=3,
-                       runtime__eval_steps=None, model__overrides={"width": 8, "layers": [1, 1, 1, 1]},
-                       data__device_augment="crop_flip", regularization__distillation="online",
-                       regularization__teacher=str(tmp_path / "jax"), regularization__distillation_weight=1.0)
-    r = subprocess.run([sys.executable, "-c", JAX_DRIVER, cfg2.to_json()], cwd=REPO_ROOT,
+    # This second run goes through the program a user runs (`python -m official.train`, with
+    # the default --host_allocator=bfc, which used to import TensorFlow and fail here).
+    argv = [f"--data=npz:{tmp_path / 'tiny.npz'}", f"--model_dir={tmp_path / 'jax_kd'}",
+            "--model=resnet18", '--model_overrides={"width": 8, "layers": [1, 1, 1, 1]}',
+            "--image_size=32", "--batch_size=8", "--train_steps=3", "--warmup_epochs=0",
+            "--base_learning_rate=0.05", "--log_every_steps=1", "--progress_bar=false",
+            "--device_augment=crop_flip", "--distillation=online", f"--teacher={tmp_path / 'jax'}",
+            "--distillation_weight=1.0"]
+    r = subprocess.run([sys.executable, "-c", JAX_CLI_DRIVER] + argv, cwd=REPO_ROOT,
                        env=dict(_env(), KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
-    res2 = json.loads(r.stdout.split("RESULT", 1)[1])
-    assert res2["step"] == 3 and res2["tf_loaded"] is False
+    res2 = json.load(open(tmp_path / "jax_kd" / "results.json"))
+    assert res2["step"] == 3 and res2["backend"] == "jax"
     logged = [json.loads(line) for line in open(tmp_path / "jax_kd" / "train_scalars.jsonl")]
     # KD term = T^2 * CE(softmax(teacher), student) >= the teacher's entropy > 0 (T = 1)
     assert logged and all(np.isfinite(m["distillation"]) and m["distillation"] > 0 for m in logged)
