@@ -29,4 +29,5 @@ def define():
                       "offline: teacher logits stored in TFRecords; online: run --teacher.")
     flags.DEFINE_float("distillation_weight", None, "Weight of the KD term (paper 1).")
     flags.DEFINE_float("distillation_temperature", None, "KD temperature T (paper kd_temp=1).")
-    flags.DEFINE_string("teacher", None, "Online KD teacher: a run dir, a .weights.h5/.keras file or a SavedModel.")
+    flags.DEFINE_string("teacher", None, "Online KD teacher: a run dir (its best checkpoint), a .keras "
+                        "file or a SavedModel dir (taking preprocessed images).")
