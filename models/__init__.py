@@ -12,6 +12,8 @@ Public API::
     get_model_config(name, **overrides) -> ResNetConfig | MobileNetConfig
     set_drop_block_keep_prob(model, keep_prob)
     drop_block_layers(model) -> list[DropBlock2D]
+    TABLE7: alias -> (base variant, config overrides, description), one per Table 7 row
+    TABLE7_PAPER: alias -> Table7Row, the paper's epochs, sizes, top-1, mCE and img/s
 
 ``overrides`` are fields of the variant's config dataclass (:mod:`models.config`), e.g.
 ``build_model("resnet50", stem="cifar", num_classes=10, input_shape=(32, 32, 3))`` or
@@ -26,7 +28,7 @@ from models.config import (MobileNetConfig, ResNetConfig, config_from_dict,  # n
 
 __all__ = ["build_model", "list_models", "get_model_config", "set_drop_block_keep_prob",
            "drop_block_layers", "describe_model", "build_from_config", "ResNetConfig",
-           "MobileNetConfig", "config_from_dict", "TABLE7"]
+           "MobileNetConfig", "config_from_dict", "TABLE7", "TABLE7_PAPER", "Table7Row"]
 
 _REGISTRY: dict = {}
 
@@ -73,14 +75,14 @@ _register("se_mobilenet_v1", M, "MobileNet V1 1.0 + SE (r=16) after every block"
 _register("se_mobilenet_v1_r2", M, "MobileNet V1 1.0 + SE (r=2) after every block", se_ratio=2)
 
 # --- Table 7 of the paper: one alias per row, mapped to the network that row trains -------
-# Row contents as the paper's section 4.1 text states them (read in the Korean summary
-# https://norman3.github.io/papers/docs/assembled_cnn; Table 7 itself is an image): E1 +
-# ResNet-D, E2 + label smoothing, E3 + mixup, E4 + SE, E5 + DropBlock, E6 SE -> SK, E7 +
-# knowledge distillation, E8 270 -> 600 epochs, E9 + Big-Little, E10 + anti-aliasing, E11 +
-# AutoAugment = Assemble-ResNet-50, E12 = Assemble-ResNet-152. This keeps issue #6's E0, E3,
-# E6 (ResNet-D + SK + DropBlock) and E11. DropBlock has no weights. Rows that differ only in
-# training (E1-E3, E6-E8, E10/E11) share a network; their recipes (official/configs/E*.cfg)
-# hold the regularization. See docs/MODELS.md "Table 7 rows".
+# Rows as in Lee et al. 2020, Table 7 (as transcribed in ../shared/reference/paper-tables.md,
+# read from the official repository's figures/ablation_study_imagenet.png): E1 + ResNet-D, E2 +
+# label smoothing, E3 + mixup, E4 + SE, E5 + DropBlock, E6 SE -> SK, E7 + knowledge
+# distillation, E8 270 -> 600 epochs, E9 + Big-Little, E10 + anti-aliasing, E11 + AutoAugment
+# = Assemble-ResNet-50, E12 = Assemble-ResNet-152. DropBlock has no weights. Rows that differ
+# only in training (E1-E3, E6-E8, E10/E11) share a network; their recipes
+# (official/configs/E*.cfg) hold the regularization. The paper's figures of each row are in
+# TABLE7_PAPER below. See docs/MODELS.md "Table 7 rows".
 _BL_ONLY = {"anti_alias_type": ""}
 _SK_DB = {"selective_kernel": True, "drop_block": True}
 TABLE7 = {
@@ -102,6 +104,44 @@ TABLE7 = {
 for _alias, (_base, _fields, _desc) in TABLE7.items():
     _register(_alias, _REGISTRY[_base][0], f"{_desc} (network of {_base}"
               + (f" with {_fields}" if _fields else "") + ")", **_fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table7Row:
+    """The paper's figures for one row of Table 7 (Lee et al. 2020, arXiv:2001.06268, Table 7,
+    as transcribed in ../shared/reference/paper-tables.md): training ``epochs``, training and
+    evaluation input sizes (px), ``top1`` (%, ILSVRC2012 validation), ``mce`` (ImageNet-C mean
+    corruption error) and ``images_per_sec`` (inference throughput on one NVIDIA Tesla P40)."""
+    row: str
+    epochs: int
+    train_size: int
+    eval_size: int
+    top1: float
+    mce: float
+    images_per_sec: int
+
+
+def _t7(row, epochs, eval_size, top1, mce, images_per_sec):
+    return Table7Row(row, epochs, 224, eval_size, top1, mce, images_per_sec)
+
+
+# Keyed like TABLE7. Training is at 224 px in every row; E9-E12 evaluate at 256 px.
+TABLE7_PAPER = {
+    "table7_e0": _t7("E0", 120, 224, 76.87, 75.55, 536),
+    "table7_e1": _t7("E1", 120, 224, 77.37, 75.73, 493),
+    "table7_e2": _t7("E2", 120, 224, 78.35, 74.27, 493),
+    "table7_e3": _t7("E3", 200, 224, 79.10, 68.19, 493),
+    "table7_e4": _t7("E4", 200, 224, 79.71, 64.48, 420),
+    "table7_e5": _t7("E5", 270, 224, 80.40, 62.64, 420),
+    "table7_e6": _t7("E6", 270, 224, 81.40, 58.34, 359),
+    "table7_e7": _t7("E7", 270, 224, 81.69, 57.08, 359),
+    "table7_e8": _t7("E8", 600, 224, 82.10, 56.48, 359),
+    "table7_e9": _t7("E9", 600, 256, 82.44, 55.20, 359),
+    "table7_e10": _t7("E10", 600, 256, 82.69, 54.12, 312),
+    "table7_e11": _t7("E11", 600, 256, 82.78, 48.89, 312),
+    "table7_e12": _t7("E12", 600, 256, 84.19, 43.27, 143),
+}
+assert TABLE7_PAPER.keys() == TABLE7.keys()
 
 
 # ---------------------------------------------------------------------------- API
