@@ -1,7 +1,9 @@
 """The packaged recipes (official/configs/*.cfg) against the paper and the original code.
 
-* ``models.TABLE7_PAPER`` equals Table 7 (Lee et al. 2020) as transcribed in
-  ../shared/reference/paper-tables.md, row by row (when the file is present).
+* Each Table 7 recipe E0-E12 trains the paper's number of epochs at 224 px and evaluates at
+  the paper's input size (Lee et al. 2020, Table 7, as transcribed in
+  ../shared/reference/paper-tables.md; record: ``models.TABLE7_PAPER``).
+* ``models.TABLE7_PAPER`` equals that transcription, row by row (when the file is present).
 * The --teacher help names what ``official.train.load_teacher`` accepts.
 """
 import os
@@ -9,7 +11,37 @@ import re
 
 import pytest
 
-from conftest import data_root
+from conftest import REPO_ROOT, data_root
+
+RECIPE_DIR = REPO_ROOT / "official" / "configs"
+
+
+def _parse_recipe(name):
+    """RunConfig of a packaged recipe, parsed by the real flag definitions (as the CLI does)."""
+    from absl import flags as absl_flags
+    import flags
+    flags.define_all()
+    absl_flags.FLAGS.unparse_flags()
+    try:
+        absl_flags.FLAGS(["prog", f"--flagfile={RECIPE_DIR / (name + '.cfg')}"])
+        return flags.build_run_config(absl_flags.FLAGS)
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+
+
+# ------------------------------------------------------------------- Table 7 recipes
+@pytest.mark.parametrize("row", range(13))
+def test_table7_recipe_epochs_and_eval_size_are_the_papers(row):
+    import models
+    from data.preprocessing import eval_image_size
+    paper = models.TABLE7_PAPER[f"table7_e{row}"]
+    assert paper.row == f"E{row}"
+    cfg = _parse_recipe(f"E{row}")
+    assert cfg.model.name == f"table7_e{row}"
+    assert cfg.optimization.epochs == paper.epochs, f"E{row} epochs"
+    assert cfg.model.image_size == paper.train_size, f"E{row} training size"
+    assert eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess) == paper.eval_size, \
+        f"E{row} evaluation size ({cfg.data.eval_preprocess!r})"
 
 
 def _paper_tables_file():
