@@ -4,6 +4,9 @@
   the paper's input size (Lee et al. 2020, Table 7, as transcribed in
   ../shared/reference/paper-tables.md; record: ``models.TABLE7_PAPER``).
 * ``models.TABLE7_PAPER`` equals that transcription, row by row (when the file is present).
+* The fine-tuning recipe evaluates as the original (clovaai/assembled-cnn
+  scripts/finetuning_assemble_on_food101.sh sets no --preprocessing_type, so the default
+  'imagenet': resize the short side to int(224 / 0.875) = 256, central crop 224).
 * The --teacher help names what ``official.train.load_teacher`` accepts.
 """
 import os
@@ -74,6 +77,16 @@ def test_table7_paper_record_equals_the_transcribed_table():
             exp, int(epochs), train_size, int(size), float(top1), float(mce), int(ips))
     assert len(rows) == 13, sorted(rows)
     assert rows == models.TABLE7_PAPER
+
+
+# ------------------------------------------------------------------- fine-tuning recipe
+def test_finetune_recipe_evaluates_with_the_originals_0875_crop():
+    from data.preprocessing import eval_sizes
+    cfg = _parse_recipe("finetune_food101")
+    size = cfg.model.image_size
+    assert size == 224
+    # The original's default eval preprocessing: short side int(224 / 0.875) = 256, crop 224.
+    assert eval_sizes(size, cfg.data.eval_preprocess) == (int(224 / 0.875), 224) == (256, 224)
 
 
 # ------------------------------------------------------------------- --teacher help
