@@ -60,25 +60,46 @@ def test_double_batch_shapes_and_pairing():
         mix_batch(images[:5], labels[:5], num_classes=K, form="double_batch", lam=0.5)
 
 
+# Labels of 8 samples whose partners differ in both forms (so every case checks the soft
+# targets): "reverse" pairs i with 7 - i (labels 0-2, 1-3, 2-0, 3-1, ...), "double_batch"
+# pairs i with 4 + i (0-1, 1-0, 2-3, 3-2).
+PAIRED_LABELS = np.array([0, 1, 2, 3, 1, 0, 3, 2], np.int32)
+
+
 @pytest.mark.parametrize("method", ["mixup", "cutmix"])
 @pytest.mark.parametrize("form", ["reverse", "double_batch"])
 def test_teacher_mixed_with_same_lambda_as_labels(method, form):
-    images, labels = _batch(8, 8, 8)
+    """lam is read off the mixed image (sample j is the constant 10 (j + 1)): mixup gives
+    ``lam va + (1 - lam) vb``, CutMix pastes ``vb`` on a ``1 - lam`` fraction. The soft
+    target must then be lam at the first image's label and 1 - lam at its partner's (a
+    different label), and the teacher logits mixed with the same lam."""
+    images, _ = _batch(8, 8, 8)
+    labels = PAIRED_LABELS
     teacher = np.random.default_rng(0).normal(size=(8, K)).astype(np.float32)
     x, y, t = mix_batch(images, labels, num_classes=K, method=method, form=form, alpha=1.0,
                         teacher_logits=teacher, seed=3)
-    onehot = np.eye(K, dtype=np.float32)[labels]
+    x, y, t = _np(x)[..., 0], _np(y), _np(t)
     if form == "reverse":
         a_idx, b_idx = np.arange(8), np.arange(8)[::-1]
     else:
         a_idx, b_idx = np.arange(4), np.arange(4) + 4
-    # Recover lam from the targets (labels of a and b differ in every pair here).
-    lam = (_np(y) * onehot[a_idx]).sum(1)
-    for i in range(len(a_idx)):
-        if labels[a_idx[i]] == labels[b_idx[i]]:
-            continue
-        np.testing.assert_allclose(_np(t)[i], lam[i] * teacher[a_idx[i]]
-                                   + (1 - lam[i]) * teacher[b_idx[i]], atol=1e-5)
+    assert x.shape[0] == len(a_idx)
+    assert (labels[a_idx] != labels[b_idx]).all()
+    lams = []
+    for i, (a, b) in enumerate(zip(a_idx, b_idx)):
+        va, vb = 10.0 * (a + 1), 10.0 * (b + 1)
+        if method == "mixup":
+            lam = (x[i, 0, 0] - vb) / (va - vb)
+            np.testing.assert_allclose(x[i], lam * va + (1 - lam) * vb, rtol=1e-5)
+        else:
+            assert np.isin(x[i], [va, vb]).all()
+            lam = 1.0 - (x[i] == vb).mean()
+        expected = np.zeros(K, np.float32)
+        expected[labels[a]], expected[labels[b]] = lam, 1.0 - lam
+        np.testing.assert_allclose(y[i], expected, atol=1e-5)
+        np.testing.assert_allclose(t[i], lam * teacher[a] + (1 - lam) * teacher[b], atol=1e-5)
+        lams.append(lam)
+    assert any(0.05 < lam < 0.95 for lam in lams)   # real mixtures, not all one image
 
 
 def test_teacher_temperature_mixes_probabilities():
