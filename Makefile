@@ -35,6 +35,8 @@ summary: $(STAMP)
 	$(BIN)/python -m official.summary --model=$(MODEL)
 
 ## Train the smoke recipe (a CPU learning check); DATA / MODEL_DIR can be overridden.
+# Without the shared data, DATA is tfds:imagenette/160px: TFDS downloads and prepares it on
+# first use (progress shown); offline, the error says what to do instead.
 DATA ?= $(if $(wildcard $(ASSEMBLE_DATA_DIR)/imagenette2-224),$(ASSEMBLE_DATA_DIR)/imagenette2-224,tfds:imagenette/160px)
 MODEL_DIR ?= runs/smoke
 train: $(STAMP)

@@ -12,7 +12,10 @@ or one zip per split). Output, per split, ``<name>-00000-of-0000N`` with the key
 ``--label_offset``), ``image/class/synset`` (class folder), ``image/class/text``,
 ``image/object/bbox/{xmin,ymin,xmax,ymax,label}`` (possibly empty) and ``image/logit`` (teacher
 logits, when given). The split ``val`` is written as ``validation``; the other names are kept.
-Also writes ``classes.csv`` (``index,name``) and ``summary.json``.
+Also writes ``classes.csv`` (``index,name``: the class indices without ``--label_offset``, so
+``data.inspect_source`` counts the true classes) and ``summary.json`` (with ``label_offset``,
+which ``data.build_dataset`` checks). Bounding boxes are stored as the paper's builder does;
+training does not use them (the original's training parser does not read them).
 
 Like the paper, PNG (and other non-JPEG) images and CMYK JPEGs are re-encoded as RGB JPEG at
 quality 100; grayscale JPEGs are kept (readers decode with ``channels=3``). Files that do not
@@ -367,7 +370,8 @@ def main(argv=None):
     g.add_argument("--teacher_logits", help="CSV of teacher logits (see the module doc)")
     p.add_argument("--bounding_boxes", help="CSV: <file>,xmin,ymin,xmax,ymax (relative)")
     p.add_argument("--label_offset", type=int, default=0,
-                   help="added to class indices (1 for the 1001-class background convention)")
+                   help="added to class indices (1 for the 1001-class background convention); "
+                        "train and evaluate with the same --label_offset")
     p.add_argument("--teacher_image_size", type=int, default=224)
     p.add_argument("--teacher_eval_preprocess", default="imagenet")
     p.add_argument("--teacher_normalization", default="mean")

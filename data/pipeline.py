@@ -287,21 +287,25 @@ def _augment_fn(autoaugment, randaugment):
 
 
 def _image_fn(training, image_size, seed, augment, fused, eval_preprocess, jpeg=None):
-    """(bytes, reason, bbox, c) -> float image in 0..255. Rejected records (reason != 0) decode
+    """(bytes, reason, c) -> float image in 0..255. Rejected records (reason != 0) decode
     a tiny placeholder JPEG instead (no branch in the graph); they are filtered out later.
     ``reason=None``: the bytes were checked before the map (only good records arrive).
-    ``jpeg=True``: every record is a JPEG (no ``is_jpeg`` branch in the training graph)."""
+    ``jpeg=True``: every record is a JPEG (no ``is_jpeg`` branch in the training graph).
+
+    The training crop is sampled on the whole image, never guided by a TFRecord's
+    ``image/object/bbox/*``: the original's training parser (``parse_record_sup`` in
+    ``utils/data_util.py``, used by ``functions/input_fns.py``) passes no boxes either."""
     placeholder = tf.constant(preprocessing.PLACEHOLDER_JPEG)
 
-    def image(data, reason, bbox, c):
+    def image(data, reason, c):
         if reason is not None:
             data = tf.where(tf.equal(reason, 0), data, placeholder)
         if not training:
             return preprocessing.preprocess_for_eval(data, image_size, eval_preprocess)
         # Per-element stateless seeds derived from (seed, stream position c).
         base = tf.stack([tf.constant(seed, tf.int64), c])
-        image = preprocessing.preprocess_for_train(data, image_size, base, bbox=bbox,
-                                                   fused=fused, jpeg=jpeg)
+        image = preprocessing.preprocess_for_train(data, image_size, base, fused=fused,
+                                                   jpeg=jpeg)
         if augment is not None:
             # As in the paper: clip, cast to uint8, augment, back to float (_augment_fn).
             image = augment(image, base + tf.constant([0x5A17, 0], tf.int64))
@@ -311,23 +315,23 @@ def _image_fn(training, image_size, seed, augment, fused, eval_preprocess, jpeg=
     return image
 
 
-def _parse_tfrecord(serialized, num_logits):
+def _parse_tfrecord(serialized):
+    """(image bytes, stored label, teacher logits) of a record. Bounding boxes are not read:
+    see :func:`_image_fn`."""
     feats = tf.io.parse_single_example(serialized, {
         "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "image/class/label": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
-        "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
         "image/logit": tf.io.VarLenFeature(tf.float32),
     })
-    coords = [feats[f"image/object/bbox/{k}"].values for k in ("ymin", "xmin", "ymax", "xmax")]
-    bbox = tf.expand_dims(tf.stack(coords, axis=1), 0)   # [1, num_boxes, 4]
-    logits = feats["image/logit"].values
-    return feats["image/encoded"], feats["image/class/label"], bbox, logits
+    return feats["image/encoded"], feats["image/class/label"], feats["image/logit"].values
 
 
 def _fix_logits(logits, num_classes, label_offset):
+    """Teacher logits aligned with the true classes: ``num_classes`` values are used as they
+    are; ``num_classes + label_offset`` values (a teacher with the offset's extra outputs, e.g.
+    1001-wide ImageNet logits with background 0, as the original's ``--num_classes=1001``)
+    lose their first ``label_offset`` entries. Returns ``(logits [num_classes], ok)``; any
+    other length is not ok (the tracker names the record)."""
     n = tf.size(logits)
     logits = tf.cond(tf.equal(n, num_classes + label_offset) & (label_offset > 0),
                      lambda: logits[label_offset:], lambda: logits)
@@ -349,6 +353,11 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
     pipeline. ``shuffle_buffer`` is used only by TFDS sources (file-based sources shuffle the
     whole index each epoch). ``cache=True`` caches preprocessed evaluation images in memory
     (ignored for training). ``_fused_crop=False`` (benchmark only) decodes whole images.
+
+    ``label_offset`` (TFRecords only): the records store ``true label + label_offset`` (1 for
+    ImageNet TFRecords with background 0 and labels 1..1000); the labels yielded are the true
+    ones, in ``[0, num_classes)``, and ``num_classes`` is the true class count (the model's
+    output width, ``inspect_source(...).num_classes``). Teacher logits: see :func:`_fix_logits`.
     """
     _check_args(batch_size, image_size, autoaugment, randaugment, normalization, label_offset)
     image_size = int(image_size)
@@ -372,6 +381,14 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
         num_classes = info.num_classes
     if teacher_logits and num_classes is None:
         raise ValueError("teacher_logits=True needs num_classes (the source has no classes.csv)")
+    if label_offset and kind != "tfrecord":
+        raise ValueError(f"{source}: label_offset={label_offset} applies to TFRecords only (their "
+                         f"stored labels are class + label_offset); {kind} sources give class "
+                         "indices from 0, use label_offset=0")
+    if info.label_offset is not None and info.label_offset != label_offset:
+        raise ValueError(f"{source}: its records were written with label_offset "
+                         f"{info.label_offset} (summary.json) but label_offset={label_offset} "
+                         f"was given; use label_offset={info.label_offset}")
     if kind == "tfds":
         if teacher_logits:
             raise ValueError(f"{source}: TFDS sources carry no teacher logits; build TFRecords "
@@ -489,17 +506,16 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
 
     def load(c, index):
         data = read(index)
-        bbox = None
         logits, logit_ok = tf.zeros([k_logits]), tf.constant(True)
         if table.tfrecord:
-            data, label, bbox, raw_logits = _parse_tfrecord(data, k_logits)
+            data, label, raw_logits = _parse_tfrecord(data)
             label = tf.cast(label, tf.int32) - label_offset
             if teacher_logits:
                 logits, logit_ok = _fix_logits(raw_logits, k_logits, label_offset)
         else:
             label = tf.gather(labels_const, index)
         reason = preprocessing.check_image_bytes(data) if reasons is None else None
-        image = _image(data, reason, bbox, c)
+        image = _image(data, reason, c)
         e = {"image": image, "label": label, "logits": logits, "logit_ok": logit_ok, "c": c}
         if reason is not None:
             e["reason"] = reason
@@ -647,7 +663,7 @@ def _build_tfds(source, split, training, batch, image_size, out_size, augment, s
         c = tf.cond(tf.equal(reason, 0), lambda: c,
                     lambda: tf.py_function(remember, [c, ex["tfds_id"]], tf.int64))
         c = tf.ensure_shape(c, [])
-        image = _image(data, reason, None, c)
+        image = _image(data, reason, c)
         return {"image": image, "label": label, "logits": tf.zeros([0]),
                 "logit_ok": tf.constant(True), "c": c, "reason": reason}
 

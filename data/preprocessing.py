@@ -5,10 +5,12 @@ clovaai/assembled-cnn (itself adapted from the TF ResNet "official/r1" code):
 
 * training: Inception-style random-resized crop (``sample_distorted_bounding_box``:
   ``min_object_covered=0.1``, aspect ratio 0.75-1.33, area 0.05-1.0, 100 attempts, the whole
-  image as fallback, guided by the record's bounding boxes when present), decoded with the fused
-  ``decode_and_crop_jpeg`` so only the crop window is decoded, bilinear resize to the training
-  size, random horizontal flip (after the resize: same result up to float rounding, cheaper; see
-  :func:`preprocess_for_train`). All randomness is stateless (``seed`` is a shape-[2] tensor).
+  image as fallback; sampled on the whole image: the original's training parser
+  ``parse_record_sup`` passes no bounding boxes, and ``data.pipeline`` passes none either),
+  decoded with the fused ``decode_and_crop_jpeg`` so only the crop window is decoded, bilinear
+  resize to the training size, random horizontal flip (after the resize: same result up to
+  float rounding, cheaper; see :func:`preprocess_for_train`). All randomness is stateless
+  (``seed`` is a shape-[2] tensor).
 * evaluation: aspect-preserving bilinear resize of the short side, then a central crop
   (see :func:`eval_sizes` for the eval preprocessing types).
 * normalization: ``"mean"`` subtracts the RGB means (the paper), ``"mean_std"`` uses the
@@ -163,7 +165,8 @@ def preprocess_for_train(image_bytes, image_size, seed, bbox=None, fused=True, j
     """Crop + resize + flip. Returns float32 ``[S, S, 3]`` in 0..255 (not normalized).
 
     ``seed``: stateless seed, shape ``[2]``; ``bbox``: float32 ``[1, num_boxes, 4]``
-    (ymin, xmin, ymax, xmax in [0, 1]) or None; ``jpeg``: see :func:`decode_and_random_crop`.
+    (ymin, xmin, ymax, xmax in [0, 1]) to guide the crop, or None (the whole image; what the
+    paper's training and ``data.pipeline`` use); ``jpeg``: see :func:`decode_and_random_crop`.
 
     Deviation in order, not in result: the paper's code flips the crop, then resizes; here the
     resized image is flipped. A bilinear resize with half-pixel centres is mirror-symmetric

@@ -10,7 +10,11 @@ Kinds (see docs/DATA.md):
 * ``"zipdir"``: a directory holding one zip per split (``train.zip``, ``val.zip``), members
   ``<split>/<class>/<image>`` (or ``<class>/<image>``); this is how ``../shared/data`` is stored.
 * ``"dir"``: an image directory ``<split>/<class>/<image>``.
-* ``"tfds"``: ``"tfds:NAME[/CONFIG][:VERSION]"``, read with tensorflow_datasets (never downloads).
+* ``"tfds"``: ``"tfds:NAME[/CONFIG][:VERSION]"``, read with tensorflow_datasets. A dataset that
+  is not prepared in ``$TFDS_DATA_DIR`` (default ``~/tensorflow_datasets``) is downloaded and
+  prepared once, with TFDS's progress bars, because the user asked for it by name; when that
+  fails (e.g. no network) the error says what to do. Only this kind ever downloads; tests
+  mock it.
 
 Class names are the sorted union of the class folders of all splits (ImageFolder order).
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
+import logging
 import os
 import re
 import struct
@@ -27,18 +33,30 @@ from typing import Optional
 
 import numpy as np
 
+logger = logging.getLogger("data.sources")
+
 EVAL_SPLITS = ("validation", "val", "test")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})$")
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceInfo:
-    """What a source holds. ``split_sizes`` maps split name to number of records."""
+    """What a source holds. ``split_sizes`` maps split name to number of records.
+
+    ``num_classes`` counts the true classes, the model's output width, whatever
+    ``label_offset`` the records are stored with: for image sources the class folders, for TFDS
+    the ``label`` feature's names, for TFRecords the rows of ``classes.csv`` (which
+    ``data.build_tfrecords`` writes for the class indices before it adds ``--label_offset``;
+    None without the file, the labels are not read). ``label_offset`` is the offset a TFRecord
+    directory's ``summary.json`` says its labels were written with (None when unknown; 0 for
+    every other kind, whose labels start at 0).
+    """
     kind: str
     class_names: Optional[tuple]
     num_classes: Optional[int]
     split_sizes: dict
     location: str = ""
+    label_offset: Optional[int] = 0
 
 
 @dataclasses.dataclass
@@ -202,6 +220,22 @@ def _read_classes_csv(path):
     return tuple(r[key] for r in rows)
 
 
+def _written_label_offset(path):
+    """``label_offset`` of the ``summary.json`` that ``data.build_tfrecords`` writes, or None."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            value = json.load(f).get("label_offset")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{path}: not a summary written by data.build_tfrecords ({e})") from None
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{path}: label_offset must be an integer >= 0, got {value!r}")
+    return value
+
+
 _INFO_CACHE: dict = {}
 _LOCK = threading.Lock()
 
@@ -228,6 +262,14 @@ def _cache_key(path):
 
 
 def _tfds_builder(name, version):
+    """The TFDS builder of ``name``; downloads and prepares the dataset when it is not prepared.
+
+    The original code reads only TFRecords it built beforehand; here ``tfds:NAME`` is the
+    user's explicit request for a TFDS dataset, so a missing one is fetched with
+    ``builder.download_and_prepare()`` (TFDS shows download and preparation progress bars) into
+    ``$TFDS_DATA_DIR`` (default ``~/tensorflow_datasets``), once. A failed download (an offline
+    machine) is a ``FileNotFoundError`` that names the dataset, the error and what to do.
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:  # pragma: no cover
@@ -239,10 +281,20 @@ def _tfds_builder(name, version):
     except Exception as e:  # unknown name / config
         raise ValueError(f"TFDS dataset {full!r} is not known to tensorflow_datasets: {e}") from e
     if not builder.is_prepared():
-        raise FileNotFoundError(
-            f"TFDS dataset {full!r} is not prepared in {builder.data_dir!r} (data_dir "
-            f"{data_dir or '~/tensorflow_datasets'}); this project never downloads. Prepare it "
-            "with `tfds build` or set TFDS_DATA_DIR to where it is.")
+        logger.warning("TFDS dataset %r is not prepared in %s: downloading and preparing it "
+                       "(once; progress below)", full, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except Exception as e:
+            root = data_dir or "~/tensorflow_datasets"
+            raise FileNotFoundError(
+                f"TFDS dataset {full!r} is not prepared in {builder.data_dir!r} and downloading "
+                f"it failed ({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})"
+                f". Without network access: prepare it on a machine that has it (`tfds build "
+                f"{name}` or `python -c \"import tensorflow_datasets as tfds; tfds.builder("
+                f"'{full}').download_and_prepare()\"`) and copy its data folder to {root}, or "
+                "set TFDS_DATA_DIR to a folder that holds it prepared, or pass a local image "
+                "folder, zip or TFRecord directory instead of the tfds: name.") from e
     return builder
 
 
@@ -263,14 +315,17 @@ def inspect_source(source) -> SourceInfo:
         if key in _INFO_CACHE:
             return _INFO_CACHE[key][0]
     tables = _list_all(path, kind)
+    offset = 0
     if kind == "tfrecord":
         csv_path = os.path.join(path, "classes.csv")
         names = _read_classes_csv(csv_path) if os.path.exists(csv_path) else None
+        offset = _written_label_offset(os.path.join(path, "summary.json"))
     else:
         names = tuple(sorted({c for t in tables.values() for c in t["classes"]}))
     sizes = {s: (sum(len(o) for o, _ in t["scans"]) if "scans" in t else len(t["items"]))
              for s, t in tables.items()}
-    info = SourceInfo(kind, names, len(names) if names else None, sizes, os.path.abspath(path))
+    info = SourceInfo(kind, names, len(names) if names else None, sizes, os.path.abspath(path),
+                      label_offset=offset)
     with _LOCK:
         _INFO_CACHE[key] = (info, tables)
     return info

@@ -29,6 +29,10 @@ def define():
                       "Default none.")
     flags.DEFINE_string("normalization", None, "Image normalization (default 'mean').")
     flags.DEFINE_string("eval_preprocess", None, "Eval preprocessing (default 'imagenet').")
-    flags.DEFINE_integer("label_offset", None, "Added to labels (default 0).")
+    flags.DEFINE_integer("label_offset", None, "TFRecords only: their stored labels are class + "
+                         "label_offset (1 for ImageNet TFRecords with background 0, labels "
+                         "1..1000); it is subtracted, the model has the true class count, and "
+                         "teacher logits with num_classes + label_offset values lose their first "
+                         "label_offset (default 0).")
     flags.DEFINE_integer("data_seed", None, "Seed of shuffling/augmentation (default 0).")
     flags.DEFINE_integer("eval_batch_size", None, "Eval batch (default: the training batch).")

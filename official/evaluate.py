@@ -312,18 +312,35 @@ def _num_classes(model) -> int:
 
 
 def _check_source(source: str, num_classes: int, label_offset: int, what="--data"):
+    """Inspects ``source`` and checks that it has the model's ``num_classes``.
+
+    ``info.num_classes`` and the model's width both count the true classes; ``label_offset``
+    only shifts the stored labels (``data.build_dataset``), so it is not part of the check.
+    """
     import data as data_lib
     try:
         info = data_lib.inspect_source(source)
     except (ValueError, FileNotFoundError, OSError) as e:
         raise EvaluationError(f"{what} {source!r}: {e}") from e
-    if info.num_classes is not None and info.num_classes - label_offset != num_classes:
+    if info.num_classes is not None and info.num_classes != num_classes:
         raise EvaluationError(
             f"{what} {source!r} has {info.num_classes} classes"
-            + (f" (label_offset {label_offset})" if label_offset else "")
+            + (f" (stored with label_offset {label_offset})" if label_offset else "")
             + f" but the model has {num_classes}: evaluate on the data set the model was "
             "trained for")
     return info
+
+
+def _label_offset(source, config) -> int:
+    """The ``label_offset`` to read ``source`` with. The run's ``--label_offset`` describes its
+    training TFRecords; an evaluation source may differ: TFRecords written by
+    ``data.build_tfrecords`` record theirs (``summary.json``), and image folders, zips (e.g.
+    ``--corruption_dir`` output of ``data.make_corruptions``) and TFDS labels start at 0."""
+    import data as data_lib
+    info = data_lib.inspect_source(source)
+    if info.kind != "tfrecord":
+        return 0
+    return config.data.label_offset if info.label_offset is None else info.label_offset
 
 
 def _dataset(source, split, config, batch_size, num_classes, stats=None):
@@ -332,7 +349,8 @@ def _dataset(source, split, config, batch_size, num_classes, stats=None):
         return data_lib.build_dataset(
             source, split, training=False, batch_size=batch_size,
             image_size=config.model.image_size, num_classes=num_classes,
-            label_offset=config.data.label_offset, eval_preprocess=config.data.eval_preprocess,
+            label_offset=_label_offset(source, config),
+            eval_preprocess=config.data.eval_preprocess,
             normalization=config.data.normalization, stats=stats)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise EvaluationError(f"cannot read split {split!r} of {source!r}: {e}") from e

@@ -218,7 +218,7 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             raise ConfigError(f"--data={d.source!r}: split {d.train_split!r} is missing or empty")
         k = _info_get(info, "num_classes")
         if cfg.model.num_classes is None:
-            cfg.model.num_classes = int(k) + d.label_offset if k else None
+            cfg.model.num_classes = int(k) if k else None  # true classes, without label_offset
         names = _info_get(info, "class_names")
         if names is not None:
             d.class_names = list(names)

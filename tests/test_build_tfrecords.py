@@ -188,3 +188,59 @@ def test_teacher_savedmodel_and_label_offset(tmp_path, small_zip):
                             label_offset=1, num_classes=k, teacher_logits=True)
     labels = np.concatenate([y["label"].numpy() for _, y in ds])
     assert sorted(labels.tolist()) == sorted(int(r["image/class/label"]) - 1 for r in recs)
+
+
+def test_label_offset_has_one_meaning_in_pipeline_train_and_evaluate(tmp_path, small_zip):
+    """``label_offset=1``: records store class + 1 (ImageNet TFRecords with background 0), the
+    teacher is 1001-style (K + 1 logits, background first). The pipeline yields the class
+    index of each image's folder and the teacher's K class logits; the trainer's model and
+    the evaluation's class check both count the K true classes."""
+    from official import evaluate
+    from official import train
+    from official.config import RunConfig
+    zpath, members = small_zip
+    info = data.inspect_source(zpath)
+    k = info.num_classes
+    logits = {}
+    with open(tmp_path / "logits.csv", "w") as f:
+        for j, m in enumerate(sorted(members)):
+            logits[m] = [100.0 * j + c for c in range(k)]   # class c of image j
+            f.write(m + ",-50.0," + ",".join(repr(v) for v in logits[m]) + "\n")
+    out = str(tmp_path / "tfr")
+    bt.build(zpath, out, 1, teacher_logits=str(tmp_path / "logits.csv"), label_offset=1,
+             progress=False, out=io.StringIO())
+    recs = _parse_all([os.path.join(out, "validation-00000-of-00001")])
+    assert recs and all(len(r["image/logit"]) == k + 1 for r in recs)
+    for r in recs:   # stored: folder index + 1
+        folder = r["image/filename"].decode().split("/")[1]
+        assert r["image/class/label"] == info.class_names.index(folder) + 1
+    out_info = data.inspect_source(out)
+    assert out_info.num_classes == k and out_info.label_offset == 1
+
+    ds = data.build_dataset(out, "validation", training=False, batch_size=3, image_size=24,
+                            num_classes=k, label_offset=1, teacher_logits=True)
+    got = [(int(lab), lg) for _, y in ds
+           for lab, lg in zip(y["label"].numpy(), y["teacher_logits"].numpy())]
+    assert len(got) == len(recs)
+    for (label, lg), r in zip(got, recs):   # evaluation order = shard order
+        name = r["image/filename"].decode()
+        assert label == info.class_names.index(name.split("/")[1])
+        np.testing.assert_allclose(lg, logits[name], rtol=1e-6)
+    with pytest.raises(ValueError, match="written with label_offset 1"):
+        data.build_dataset(out, "validation", training=False, batch_size=3, image_size=24,
+                           num_classes=k)
+
+    cfg = RunConfig(recipe="test")
+    cfg.data.source, cfg.data.label_offset = out, 1
+    cfg.optimization.batch_size, cfg.optimization.train_steps = 2, 1
+    cfg.runtime.model_dir = str(tmp_path / "run")
+    assert train.prepare_config(cfg).model.num_classes == k
+    assert evaluate._check_source(out, k, 1).num_classes == k
+    with pytest.raises(evaluate.EvaluationError, match=f"has {k} classes"):
+        evaluate._check_source(out, k + 1, 1)
+    # evaluating that run on image files (e.g. --corruption_dir output): labels from 0
+    cfg.model.image_size = 24
+    assert evaluate._check_source(zpath, k, 1).num_classes == k
+    labels = [int(v) for _, y in evaluate._dataset(zpath, "val", cfg, 8, k) for v in y.numpy()]
+    assert sorted(labels) == sorted(info.class_names.index(m.split("/")[1])
+                                    for m in members if m.startswith("val/"))

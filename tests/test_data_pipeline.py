@@ -343,17 +343,16 @@ def test_corrupt_data_found_by_decoder_is_named(tmp_path, bad_dir):
     assert [os.path.basename(n) for _, n, _ in stats.skipped] == ["garbled.jpg"]
 
 
-def _write_tfrecords(path, records):
+def _write_tfrecords(path, records, bbox=(0.1, 0.1, 0.9, 0.9)):
+    """Records ``(encoded, label, logits or None)``, each with the box ``bbox`` (xmin, ymin,
+    xmax, ymax) or none."""
     with tf.io.TFRecordWriter(str(path)) as w:
         for encoded, label, logits in records:
             f = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
                  "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
-            for k in ("xmin", "ymin"):
+            for k, v in zip(("xmin", "ymin", "xmax", "ymax"), bbox or ()):
                 f[f"image/object/bbox/{k}"] = tf.train.Feature(
-                    float_list=tf.train.FloatList(value=[0.1]))
-            for k in ("xmax", "ymax"):
-                f[f"image/object/bbox/{k}"] = tf.train.Feature(
-                    float_list=tf.train.FloatList(value=[0.9]))
+                    float_list=tf.train.FloatList(value=[v]))
             if logits is not None:
                 f["image/logit"] = tf.train.Feature(float_list=tf.train.FloatList(value=logits))
             w.write(tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString())
@@ -386,6 +385,32 @@ def test_tfrecords_label_offset_and_teacher_logits(tmp_path, bad_dir):
     with pytest.raises(tf.errors.OpError, match=r"train-00000-of-00001\[2\].*outside"):
         _batches(data.build_dataset(str(tmp_path), "train", training=False, batch_size=3,
                                     image_size=32, num_classes=999, label_offset=1), 2)
+
+
+def test_training_crop_ignores_tfrecord_bounding_boxes(tmp_path, woof_zip):
+    """The original's training parser (``parse_record_sup``) passes no boxes, so the crop is
+    sampled on the whole image: TFRecords whose records carry a small box in a corner give,
+    with the same seed, the same training batches as a folder of the same images (with the
+    box guiding the crop, ``min_object_covered=0.1`` would pull every crop onto the box)."""
+    members = [m for m in _members(woof_zip) if m.startswith("train/")]
+    picked = [m for m in members if m.split("/")[1] == members[0].split("/")[1]][:2] + \
+        [m for m in members if m.split("/")[1] != members[0].split("/")[1]][:2]
+    records = []
+    for i, m in enumerate(picked):   # folder order: class a (0.jpg, 1.jpg), class b (2, 3)
+        raw = _read(woof_zip, m)
+        d = tmp_path / "dir" / "train" / ("a" if i < 2 else "b")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{i}.jpg").write_bytes(raw)
+        records.append((raw, i // 2, None))
+    (tmp_path / "tfr").mkdir()
+    _write_tfrecords(tmp_path / "tfr" / "train-00000-of-00001", records,
+                     bbox=(0.02, 0.02, 0.12, 0.12))
+    kw = dict(training=True, batch_size=4, image_size=32, seed=7)
+    from_dir = _batches(data.build_dataset(str(tmp_path / "dir"), "train", **kw), 2)
+    from_tfr = _batches(data.build_dataset(str(tmp_path / "tfr"), "train", num_classes=2, **kw), 2)
+    for (xa, ya), (xb, yb) in zip(from_dir, from_tfr):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
 
 
 def test_input_context_shards_and_per_replica_batch(woof_zip):
@@ -465,6 +490,28 @@ def test_byte_reader_missing_file_is_a_clear_error_and_del_is_quiet(tmp_path):
         proc.stderr
 
 
+def _local_tfds_builder(class_name, label_names, splits):
+    """A TFDS builder class, registered as the snake_case of ``class_name``, whose splits hold
+    the given ``(key, {"image": array or file path, "label": index or name})`` examples; it
+    prepares without any download."""
+    import tensorflow_datasets as tfds
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "label": tfds.features.ClassLabel(names=list(label_names))}))
+
+    def _split_generators(self, dl_manager):
+        return {split: self._generate_examples(split) for split in splits}
+
+    def _generate_examples(self, split):
+        yield from splits[split]
+
+    return type(class_name, (tfds.core.GeneratorBasedBuilder,), {
+        "VERSION": tfds.core.Version("1.0.0"), "_info": _info,
+        "_split_generators": _split_generators, "_generate_examples": _generate_examples})
+
+
 def test_tfds_source_name_parsing_and_local_dataset(tmp_path, monkeypatch):
     from data import sources
     assert sources.parse_tfds_name("tfds:imagenette/320px") == ("imagenette/320px", None)
@@ -473,27 +520,15 @@ def test_tfds_source_name_parsing_and_local_dataset(tmp_path, monkeypatch):
         sources.parse_tfds_name("tfds:")
     tfds = pytest.importorskip("tensorflow_datasets")
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="not prepared"):
-        data.inspect_source("tfds:imagenette/320px")
 
-    class AssembleTinyImages(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
+    def examples(n):
+        rng = np.random.RandomState(0)
+        return [(i, {"image": rng.randint(0, 255, (40 + i, 50, 3), dtype=np.uint8),
+                     "label": i % 2}) for i in range(n)]
 
-        def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(None, None, 3)),
-                "label": tfds.features.ClassLabel(names=["a", "b"])}))
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(6), "test": self._generate_examples(3)}
-
-        def _generate_examples(self, n):
-            rng = np.random.RandomState(0)
-            for i in range(n):
-                yield i, {"image": rng.randint(0, 255, (40 + i, 50, 3), dtype=np.uint8),
-                          "label": i % 2}
-
-    AssembleTinyImages(data_dir=str(tmp_path)).download_and_prepare()
+    builder = _local_tfds_builder("AssembleTinyImages", ["a", "b"],
+                                  {"train": examples(6), "test": examples(3)})
+    builder(data_dir=str(tmp_path)).download_and_prepare()
     info = data.inspect_source("tfds:assemble_tiny_images")
     assert info.kind == "tfds" and info.class_names == ("a", "b")
     assert info.split_sizes == {"train": 6, "test": 3}
@@ -508,6 +543,140 @@ def test_tfds_source_name_parsing_and_local_dataset(tmp_path, monkeypatch):
     for (xa, ya), (xb, yb) in zip(a[1:], b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
+
+
+def test_tfds_source_downloads_once_and_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    """``tfds:NAME`` asks for that dataset: one that is not prepared is downloaded and prepared
+    with ``builder.download_and_prepare()`` (TFDS's progress bars), once; a failed download
+    (an offline machine) is an error naming the dataset, the failure and what to do. Every
+    download here is mocked."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    offline_dir = str(tmp_path / "offline")
+    monkeypatch.setenv("TFDS_DATA_DIR", offline_dir)
+    imagenette = type(tfds.builder("imagenette/160px", data_dir=offline_dir))
+    attempts = []
+
+    def offline(self, **kwargs):
+        attempts.append(self.name)
+        raise ConnectionError("Failed to resolve 's3.amazonaws.com' (no network)")
+
+    monkeypatch.setattr(imagenette, "download_and_prepare", offline)
+    for build in (lambda: data.inspect_source("tfds:imagenette/160px"),
+                  lambda: data.build_dataset("tfds:imagenette/160px", "train", training=True,
+                                             batch_size=2, image_size=16)):
+        with pytest.raises(FileNotFoundError) as e:
+            build()
+        for part in ("'imagenette/160px'", "downloading it failed", "ConnectionError",
+                     "s3.amazonaws.com", "tfds build imagenette/160px", "TFDS_DATA_DIR",
+                     "local image folder"):
+            assert part in str(e.value), (part, str(e.value))
+    assert attempts == ["imagenette", "imagenette"]
+
+    probe = _local_tfds_builder("AssembleDownloadProbe", ["x", "y"], {"train": [
+        (i, {"image": np.full((20, 24, 3), 40 * i, np.uint8), "label": i % 2}) for i in range(4)]})
+    online_dir = tmp_path / "online"
+    monkeypatch.setenv("TFDS_DATA_DIR", str(online_dir))
+    real = probe.download_and_prepare
+    prepared = []
+
+    def spy(self, **kwargs):
+        prepared.append(str(self.data_dir))
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(probe, "download_and_prepare", spy)
+    info = data.inspect_source("tfds:assemble_download_probe")
+    assert len(prepared) == 1 and prepared[0].startswith(str(online_dir))
+    assert info.split_sizes == {"train": 4} and info.class_names == ("x", "y")
+    data.inspect_source("tfds:assemble_download_probe")
+    x, y = next(iter(data.build_dataset("tfds:assemble_download_probe", "train", training=True,
+                                        batch_size=2, image_size=16, seed=0)))
+    assert x.shape == (2, 16, 16, 3)
+    assert len(prepared) == 1   # prepared now: never again
+
+
+# --- labels travel with their images -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def nette_files(tmp_path_factory):
+    """Six real Imagenette JPEGs (224 x 224), two from each of three classes, as a folder
+    ``dir/val/<class>/<file>`` and a zip of the same members written in reverse order.
+    Returns ``(root, [(relative path, bytes, label)])``; the label is the class folder's index
+    among the three sorted folder names (ImageFolder order), known without the code."""
+    src = require_data("imagenette2-224/val.zip")
+    names = _members(src)
+    classes = sorted({n.split("/")[1] for n in names})
+    root = tmp_path_factory.mktemp("nette")
+    files = []
+    with zipfile.ZipFile(src) as z:
+        for label, cls in enumerate([classes[1], classes[4], classes[7]]):
+            for n in [n for n in names if n.split("/")[1] == cls][:2]:
+                rel = f"val/{cls}/{os.path.basename(n)}"
+                files.append((rel, z.read(n), label))
+    for rel, raw, _ in files:
+        (root / "dir" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "dir" / rel).write_bytes(raw)
+    with zipfile.ZipFile(root / "nette.zip", "w") as z:
+        for rel, raw, _ in reversed(files):
+            z.writestr(rel, raw)
+    return root, files
+
+
+def _assert_images_carry_their_labels(ds, files):
+    """Each yielded (image, label) is one of ``files``, pixel for pixel (decoded straight from
+    the file: 224 px images with ``eval_preprocess=1.0`` are resized to 224, i.e. kept, and
+    the channel means are added back), and carries that file's label; each file comes once."""
+    ref = [tf.io.decode_jpeg(raw, channels=3).numpy().astype(np.float32) for _, raw, _ in files]
+    means = np.array(preprocessing.CHANNEL_MEANS, np.float32)
+    seen = []
+    for x, y in ds:
+        for image, label in zip(x.numpy() + means, y.numpy()):
+            dist = [np.abs(image - r).max() if r.shape == image.shape else np.inf for r in ref]
+            j = int(np.argmin(dist))
+            assert dist[j] < 1e-3, f"image matches no file (closest {files[j][0]}: {dist[j]})"
+            assert int(label) == files[j][2], f"{files[j][0]}: label {label}, " \
+                f"its class folder says {files[j][2]}"
+            seen.append(files[j][0])
+    assert sorted(seen) == sorted(rel for rel, _, _ in files)
+
+
+@pytest.mark.parametrize("kind", ["dir", "zip", "tfrecord"])
+def test_labels_travel_with_their_images(nette_files, tmp_path, kind):
+    root, files = nette_files
+    source, split = str(root / "dir"), "val"
+    if kind == "zip":
+        source = str(root / "nette.zip")
+    elif kind == "tfrecord":
+        from data import build_tfrecords
+        build_tfrecords.build(source, str(tmp_path / "tfr"), 2, progress=False, out=io.StringIO())
+        source, split = str(tmp_path / "tfr"), "validation"
+    assert data.inspect_source(source).kind == kind
+    _assert_images_carry_their_labels(data.build_dataset(
+        source, split, training=False, batch_size=4, image_size=224, eval_preprocess=1.0),
+        files)
+
+
+def test_labels_travel_with_their_images_tfds(nette_files, tmp_path, monkeypatch):
+    """A local TFDS dataset (no download: a builder over the folder's files, the label given
+    by TFDS from the class folder's name)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    root, files = nette_files
+    classes = sorted({rel.split("/")[1] for rel, _, _ in files})
+
+    builder = _local_tfds_builder("AssembleNetteFolder", classes, {"val": [
+        (rel, {"image": str(root / "dir" / rel), "label": rel.split("/")[1]})
+        for rel, _, _ in files]})
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    builder(data_dir=str(tmp_path)).download_and_prepare()
+    _assert_images_carry_their_labels(data.build_dataset(
+        "tfds:assemble_nette_folder", "val", training=False, batch_size=4, image_size=224,
+        eval_preprocess=1.0), files)
+
+
+def test_label_offset_is_for_tfrecords_only(nette_files):
+    root, _ = nette_files
+    for source in (str(root / "dir"), str(root / "nette.zip")):
+        with pytest.raises(ValueError, match="label_offset=1 applies to TFRecords only"):
+            data.build_dataset(source, "val", training=False, batch_size=2, image_size=32,
+                               label_offset=1)
 
 
 def test_real_autoaugment_module_is_deterministic(woof_zip):
