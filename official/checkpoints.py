@@ -218,10 +218,17 @@ def restore_training_state(ckpt_dir: str, model, optimizer=None) -> Tuple[Dict[s
 
 
 def build_model_from_config(config: RunConfig, num_classes: Optional[int] = None):
+    """The run's network with free spatial input dims (``(None, None, 3)``).
+
+    The same weights serve every input size: a run trains at ``model.image_size`` and
+    evaluates at the size its ``eval_preprocess`` gives (E9-E12: train at 224, evaluate at
+    256, as the paper's Table 7), and evaluation, restore and export take any size. (A model
+    built for ``(224, 224, 3)`` rejected the 256 px evaluation batches.)
+    """
     import models
     return models.build_model(config.model.name,
                               num_classes=num_classes or config.model.num_classes,
-                              input_shape=config.input_shape, **config.model_overrides())
+                              input_shape=(None, None, 3), **config.model_overrides())
 
 
 def restore_model(model_dir: str, which: str = "latest", ema: bool = False):
