@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +50,16 @@ class DataConfig:
     seed: Optional[int] = 0
     eval_batch_size: Optional[int] = None  # None: the training batch size
 
+    def autoaugment_policy(self) -> Optional[str]:
+        """The AutoAugment policy name, or None (``--autoaugment=`` empty means none)."""
+        return self.autoaugment or None
+
+    def randaugment_spec(self) -> Optional[Tuple[int, float]]:
+        """``--randaugment="N,M"`` (RandAugment, Cubuk et al. 2020: N ops per image, magnitude
+        M on the 0..10 scale) as ``(N, M)``; None when empty. Raises ``ValueError`` naming the
+        flag for anything else."""
+        return parse_randaugment(self.randaugment)
+
 
 @dataclasses.dataclass
 class OptimizationConfig:
@@ -80,7 +90,7 @@ class RegularizationConfig:
     mixing: str = "none"  # none | mixup | cutmix
     mixing_alpha: float = 0.2
     mixing_per_sample: bool = True  # data.mixing.mix_batch default (paper's code: per sample)
-    mixing_form: str = "reverse"  # reverse (B -> B) | double_batch (paper's mixup_type=1: 2B -> B)
+    mixing_form: str = "reverse"  # reverse (B -> B) | double_batch (paper's mixup_type=1: a step reads 2B images -> B samples)
     drop_block_keep_prob: List[float] = dataclasses.field(default_factory=lambda: [1.0, 0.9])
     distillation: str = "none"  # none | offline (logits in TFRecords) | online (teacher model)
     distillation_weight: float = 1.0
@@ -135,7 +145,23 @@ class RunConfig:
             overrides["zero_gamma"] = True
         return overrides
 
+    def images_per_step(self) -> int:
+        """Source images one training step reads (the GLOBAL input batch).
+
+        ``--batch_size`` B is the number of samples a step trains on. With mixing form
+        ``double_batch`` (the paper's ``--mixup_type=1``) a step reads 2B images and mixes them
+        into B samples, as the original does (``functions/input_fns.py``: ``batch_size * 2``);
+        otherwise it reads B.
+        """
+        b = self.optimization.batch_size
+        r = self.regularization
+        return 2 * b if (r.mixing != "none" and r.mixing_form == "double_batch") else b
+
     def steps_per_epoch(self) -> int:
+        """``num_train_examples // batch_size``: an epoch is N samples trained on, as in the
+        original (its ``max_steps`` is ``epochs * N / batch_size``). With ``double_batch`` mixing
+        a step reads 2B images, so one epoch reads the data twice (600 epochs read it 1,200
+        times in the original too: it also doubles its input ``num_epochs``)."""
         n = self.data.num_train_examples
         if not n:
             raise ValueError("data.num_train_examples is unknown; cannot convert epochs to steps")
@@ -170,6 +196,23 @@ class RunConfig:
                 raise ValueError(f"unknown config field {key!r}")
             d[section][field] = value
         return self.from_dict(d)
+
+
+def parse_randaugment(spec) -> Optional[Tuple[int, float]]:
+    """``"2,9"`` / ``"2, 9.5"`` / ``(2, 9)`` -> ``(2, 9.0)``; ``None`` / ``""`` -> None."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        n, m = int(str(parts[0]).strip()), float(str(parts[1]).strip())
+    except ValueError:
+        raise ValueError(f"--randaugment={spec!r}: expected 'N,M' (N ops per image, an integer >= 0; "
+                         f"magnitude M in [0, 10]), e.g. --randaugment=2,9") from None
+    if n < 0 or not 0.0 <= m <= 10.0:
+        raise ValueError(f"--randaugment={spec!r}: N must be >= 0 and M in [0, 10]")
+    return n, m
 
 
 def _from_dict(cls, d):

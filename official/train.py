@@ -161,6 +161,12 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         if r.distillation == "online" and r.teacher and os.path.exists(os.path.join(r.teacher, "saved_model.pb")):
             errors.append(f"--teacher={r.teacher!r} is a SavedModel, which needs TensorFlow; under "
                           f"KERAS_BACKEND={backend} give a run directory or a .keras file")
+    try:
+        d.randaugment_spec()
+    except ValueError as e:
+        errors.append(str(e))
+    if d.autoaugment_policy() and d.randaugment:
+        errors.append("use either --autoaugment or --randaugment, not both")
     if d.source.startswith("npz:") and (d.autoaugment or d.randaugment):
         errors.append(f"--autoaugment/--randaugment run per image in tf.data; --data={d.source!r} is "
                       f"pre-decoded npz input, which only --device_augment=crop_flip augments")
@@ -179,8 +185,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         errors.append("--drop_block_keep_prob must be 'start,end' with values in (0, 1]")
     if o.lr_schedule == "piecewise" and len(o.piecewise_rates) != len(o.piecewise_boundaries) + 1:
         errors.append("--piecewise_rates needs exactly one more entry than --piecewise_boundaries")
-    if r.mixing != "none" and r.mixing_form == "double_batch" and o.batch_size % 2:
-        errors.append("--mixing_form=double_batch needs an even --batch_size (2B images -> B samples)")
     if o.batch_size <= 0:
         errors.append("--batch_size must be positive")
     if cfg.runtime.init_checkpoint and not os.path.exists(cfg.runtime.init_checkpoint):
@@ -206,6 +210,10 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         d.eval_split = d.eval_split or "eval"
     else:
         import data
+        from data.pipeline import AUTOAUGMENT_POLICIES
+        if d.autoaugment_policy() and d.autoaugment_policy() not in AUTOAUGMENT_POLICIES:
+            raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
+                              f"{list(AUTOAUGMENT_POLICIES)}")
         info = _source_info(d.source)
         if d.eval_split is None:
             try:
@@ -231,8 +239,11 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
                                   "teacher logits (data.build_tfrecords) or use --distillation=online")
     if not cfg.model.num_classes:
         raise ConfigError("cannot infer the number of classes from --data; give --num_classes")
-    if cfg.optimization.train_steps is None and cfg.steps_per_epoch() < 1:
-        raise ConfigError("fewer training examples than one batch")
+    if d.num_train_examples and cfg.images_per_step() > d.num_train_examples:
+        raise ConfigError(f"--data={d.source!r}: split {d.train_split!r} has {d.num_train_examples} "
+                          f"images, fewer than one step reads ({cfg.images_per_step()}"
+                          + (" = 2 x --batch_size for --mixing_form=double_batch" if
+                             cfg.images_per_step() != o.batch_size else " = --batch_size") + ")")
     cfg.backend = backend
     return cfg
 
@@ -457,6 +468,8 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
                                           drop_block_keep_prob=kp, top1=m["top1"], images_per_sec=ips), step)
             t_log, n_log = time.time(), 0
             results["images_per_sec"] = ips
+            results["samples_per_step"] = int(m["samples"])
+            results["images_per_step"] = cfg.images_per_step()
             results["train_loss"] = m["loss"]
         epoch_end = step % steps_per_epoch == 0
         epoch = step // steps_per_epoch

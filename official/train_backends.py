@@ -82,12 +82,6 @@ def _mixing_module():
     return mixing
 
 
-def output_fraction(cfg) -> float:
-    """Outputs per input image of the train step (0.5 for mixing form "double_batch": 2B -> B)."""
-    reg = cfg.regularization
-    return 0.5 if (reg.mixing != "none" and reg.mixing_form == "double_batch") else 1.0
-
-
 def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,
                training=True, decayed=None, call=None, targets=None):
     """Everything the train step computes, as per-example tensors plus scalars.
@@ -143,8 +137,8 @@ class TFBackend:
         c = self.cfg
         ds = data.build_dataset(
             c.data.source, split, training=training, batch_size=batch_size,
-            image_size=c.model.image_size, autoaugment=c.data.autoaugment if training else None,
-            randaugment=c.data.randaugment if training else None, seed=c.data.seed,
+            image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if training else None,
+            randaugment=c.data.randaugment_spec() if training else None, seed=c.data.seed,
             num_classes=c.model.num_classes, label_offset=c.data.label_offset,
             eval_preprocess=c.data.eval_preprocess, normalization=c.data.normalization,
             teacher_logits=(training and c.regularization.distillation == "offline"),
@@ -154,7 +148,8 @@ class TFBackend:
         return ds.with_options(options)
 
     def train_batches(self, start_batch):
-        ds = self._dataset(self.cfg.data.train_split, True, self.cfg.optimization.batch_size, start_batch)
+        # cfg.images_per_step(): 2B images per step for double_batch mixing (-> B samples)
+        ds = self._dataset(self.cfg.data.train_split, True, self.cfg.images_per_step(), start_batch)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def eval_batches(self):
@@ -167,7 +162,7 @@ class TFBackend:
     # ---- steps ------------------------------------------------------------------------
     def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None, mix_seed=None):
         tf, cfg, strategy = self.tf, self.cfg, self.strategy
-        global_batch = float(cfg.optimization.batch_size) * output_fraction(cfg)
+        global_batch = float(cfg.optimization.batch_size)  # samples per step (after mixing)
         n_rep = float(self.num_replicas)
         wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
         decayed = losses_lib.decayed_variables(model)
@@ -197,11 +192,13 @@ class TFBackend:
                         l2=t["l2"] / n_rep, correct=correct, count=tf.cast(tf.shape(t["logits"])[0], tf.float32))
 
         if cfg.optimization.jit_compile:
-            replica_fn_c = tf.function(replica_fn, jit_compile=True)
+            replica_fn_c = tf.function(replica_fn, jit_compile=True, autograph=False)
         else:
             replica_fn_c = replica_fn
 
-        @tf.function
+        # autograph=False: the step has no Python control flow on tensors (every ``if`` tests a
+        # config value), and converting it and the model code cost ~8 s of tracing per run.
+        @tf.function(autograph=False)
         def dist_step(iterator, step):
             images, labels = next(iterator)
             out = strategy.run(replica_fn_c, args=(images, labels, step))
@@ -210,7 +207,8 @@ class TFBackend:
         def step_fn(iterator, step):
             out = dist_step(iterator, tf.constant(step, tf.int64))
             out = {k: float(v.numpy()) for k, v in out.items()}
-            out["top1"] = out.pop("correct") / max(out.pop("count"), 1.0)
+            out["samples"] = out.pop("count")  # samples the step trained on (B; 2B images read)
+            out["top1"] = out.pop("correct") / max(out["samples"], 1.0)
             return out
         self._loss_terms = loss_terms
         return step_fn
@@ -228,7 +226,7 @@ class TFBackend:
     def _make_eval_fn(self, model):
         tf, strategy = self.tf, self.strategy
 
-        @tf.function
+        @tf.function(autograph=False)
         def ev(images, labels):
             def fn(images, labels):
                 labels, _ = _split_labels(labels)
@@ -396,8 +394,8 @@ class JaxBackend:
     def train_batches(self, start_batch):
         c = self.cfg
         if self._is_npz():
-            return _NpzBatches(c.data.source[4:], c.optimization.batch_size, c.data.seed or 0, start_batch)
-        return TFBackend._dataset(self._tf_shim(), c.data.train_split, True, c.optimization.batch_size,
+            return _NpzBatches(c.data.source[4:], c.images_per_step(), c.data.seed or 0, start_batch)
+        return TFBackend._dataset(self._tf_shim(), c.data.train_split, True, c.images_per_step(),
                                   start_batch).as_numpy_iterator()
 
     def eval_batches(self):
@@ -471,7 +469,8 @@ class JaxBackend:
                 ev = [ema_decay * e + (1 - ema_decay) * w for e, w in zip(ev, tv)]
             correct = ops.sum(ops.cast(ops.argmax(t["logits"], -1) == ops.argmax(t["targets"], -1), "float32"))
             metrics = dict(loss=loss, ce=ops.mean(t["ce"]), kd=ops.mean(t["kd"]), l2=t["l2"],
-                           top1=correct / ops.cast(ops.shape(t["logits"])[0], "float32"))
+                           top1=correct / ops.cast(ops.shape(t["logits"])[0], "float32"),
+                           samples=ops.cast(ops.shape(t["logits"])[0], "float32"))
             return tv, ntv, ov, ev, seed_state, metrics
 
         if self.mesh is None:

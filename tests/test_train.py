@@ -156,6 +156,13 @@ def test_bad_inputs_fail_before_work(imagenette, tmp_path):
         (dict(regularization__distillation="offline"), "needs teacher logits"),
         (dict(model__name="resnet7"), "unknown model 'resnet7'"),
         (dict(optimization__lr_schedule="piecewise", optimization__piecewise_boundaries=[1.0]), "piecewise_rates"),
+        (dict(data__randaugment="2"), "--randaugment='2': expected 'N,M'"),
+        (dict(data__randaugment="2,x"), "--randaugment='2,x': expected 'N,M'"),
+        (dict(data__randaugment="2,11"), "M in \\[0, 10\\]"),
+        (dict(data__randaugment="2,9", data__autoaugment="imagenet"), "either --autoaugment or --randaugment"),
+        (dict(data__autoaugment="imagenett"), "--autoaugment='imagenett': unknown policy"),
+        (dict(optimization__batch_size=1300, regularization__mixing="mixup",
+              regularization__mixing_form="double_batch"), "2 x --batch_size"),
     ]
     for fields, pattern in cases:
         with pytest.raises(train.ConfigError, match=pattern):
@@ -352,6 +359,42 @@ def test_mixing_in_the_train_step(imagenette, tmp_path, method, form):
     assert r["finished"]
     state = checkpoints.read_state(checkpoints.checkpoint_path(str(tmp_path / method)))
     assert state["mix_seed_state"] is not None and state["mix_seed_state"] != [cfg.runtime.seed + 1, 0]
+
+
+def test_evaluation_at_another_size_than_training(imagenette, tmp_path):
+    """E9-E12 train at 224 and evaluate at 256 (Table 7): the trained network takes any input
+    size in the trainer's evaluation and after restore (a model built for the training size
+    rejected the evaluation batches)."""
+    from official import checkpoints, train
+    r = train.train(tiny_config(tmp_path / "r", imagenette, data__eval_preprocess="imagenet_64",
+                                runtime__eval_steps=1))
+    assert r["finished"] and r["eval_top1"] is not None          # evaluated on 64 px crops
+    model, cfg = checkpoints.restore_model(str(tmp_path / "r"))
+    assert cfg.model.image_size == 32
+    for size in (32, 64, 96):
+        assert tuple(model(np.zeros((1, size, size, 3), "float32")).shape) == (1, 10)
+
+
+def test_double_batch_reads_two_batches_per_step(imagenette, tmp_path, monkeypatch):
+    """--mixing_form=double_batch (the paper's mixup_type=1): each step reads 2B images and
+    trains on B mixed samples, and an epoch is N // B steps, as the original
+    (functions/input_fns.py doubles the batch it reads and the epochs of its input)."""
+    import data
+    from official import train
+    real, seen = data.build_dataset, []
+
+    def spy(source, split, training=False, batch_size=None, **kw):
+        if training:
+            seen.append(batch_size)
+        return real(source, split, training=training, batch_size=batch_size, **kw)
+    monkeypatch.setattr(data, "build_dataset", spy)
+    cfg = tiny_config(tmp_path / "db", imagenette, regularization__mixing="mixup",
+                      regularization__mixing_form="double_batch", optimization__batch_size=6,
+                      optimization__train_steps=None, optimization__epochs=0.01)
+    r = train.train(cfg)
+    assert seen == [12]                                        # 2B images read per step
+    assert r["samples_per_step"] == 6 and r["images_per_step"] == 12
+    assert r["total_steps"] == round(0.01 * (2500 // 6))      # epochs count N // B steps
 
 
 # ----------------------------------------------------------------------------- precision, EMA
