@@ -417,6 +417,42 @@ def evaluate_corrupted_on_the_fly(predict, ds, config, num_classes, name, severi
     return metrics.error_rate(), metrics.count
 
 
+def _first_image_size(source: str, split: str):
+    """``(height, width)`` of the first image of ``split`` (header only for JPEGs)."""
+    import tensorflow as tf
+    from data import preprocessing, sources
+    table = sources.record_table(source, split)
+    if table.kind == "file":
+        with open(table.paths[0], "rb") as f:
+            blob = f.read()
+    else:
+        reader = sources.ByteReader(table.files, member_names=table.paths)
+        blob = (reader.read_member(table.file_ids[0], 0) if table.kind == "zipmember" else
+                reader.read_range(table.file_ids[0], table.offsets[0], table.lengths[0]))
+    if table.tfrecord:
+        from data.pipeline import _parse_tfrecord
+        blob = _parse_tfrecord(tf.constant(blob))[0]
+    h, w = (int(v) for v in preprocessing.image_shape(tf.constant(blob)).numpy())
+    return h, w
+
+
+def _as_stored(config, source: str, split: str):
+    """The run's config, with the evaluation preprocessing that reads ``source``'s images as
+    they are when they are square crops (ImageNet-C, ``data.make_corruptions --image_size``):
+    resize the short side to S and crop S, an identity on S x S images, whatever the run's own
+    evaluation size (the network takes any size). The original (``mce/eval_robustness.py``)
+    reads the corrupted crops as they are; resizing and cropping them again as clean images
+    zoomed them by 1/0.875 = 1.14x. Images that are not square (corrupted full-size
+    originals, ``make_corruptions`` without ``--image_size``) get the run's preprocessing."""
+    import copy
+    h, w = _first_image_size(source, split)
+    if h != w:
+        return config
+    stored = copy.deepcopy(config)
+    stored.model.image_size, stored.data.eval_preprocess = h, str(h)
+    return stored
+
+
 def evaluate_corrupted_from_dir(predict, corruption_dir, split, config, batch_size, num_classes,
                                 name, severity, max_examples, progress):
     source = os.path.join(corruption_dir, name, str(severity))
@@ -428,7 +464,8 @@ def evaluate_corrupted_from_dir(predict, corruption_dir, split, config, batch_si
     if split not in info.split_sizes:
         raise EvaluationError(f"corrupted data {source!r} has no split {split!r} "
                               f"(splits: {sorted(info.split_sizes)})")
-    ds = _take(_dataset(source, split, config, batch_size, num_classes), max_examples, batch_size)
+    ds = _take(_dataset(source, split, _as_stored(config, source, split), batch_size, num_classes),
+               max_examples, batch_size)
     total = _num_batches(info.split_sizes.get(split), batch_size, max_examples)
     metrics = ClassificationMetrics(num_classes, top_k=(1,))
     for images, labels in _progress(_batches(ds, max_examples), total, f"{name} s{severity}",

@@ -154,7 +154,7 @@ def test_evaluate_default_output_beside_checkpoint(run_dir, imagenette):
     assert os.path.exists(os.path.join(ckpt, "eval-val.json"))
 
 
-def test_corruption_dir_source(run_dir, imagenette, tmp_path):
+def test_corruption_dir_source(run_dir, imagenette, tmp_path, monkeypatch):
     """--corruption_dir reads DIR/<corruption>/<severity>/<split>/<class>/<image>."""
     import zipfile
     from official import evaluate as E
@@ -175,6 +175,29 @@ def test_corruption_dir_source(run_dir, imagenette, tmp_path):
     c = result["details"]["corruptions"]
     assert c["num_examples"]["fog"] == [10] and 0.0 <= c["errors"]["fog"][0] <= 1.0
     assert c["normalization"] == "none" and c["notes"]
+
+    # The corrupted images (224 x 224 crops, as ImageNet-C) reach the network as they are,
+    # not resized and cropped a second time as the run's clean images (the original reads
+    # them as they are).
+    import tensorflow as tf
+    from data import preprocessing
+    fed = []
+    real_call = E._Predictor.__call__
+
+    def spy(self, images):
+        fed.append(np.asarray(images))
+        return real_call(self, images)
+    monkeypatch.setattr(E._Predictor, "__call__", spy)
+    E.evaluate(run_dir, imagenette, max_examples=16, batch_size=16, benchmark_steps=1,
+               corruptions="fog", severities="2", corruption_dir=str(root),
+               output_dir=str(tmp_path / "o3"), progress=False, plots=False)
+    files = sorted((root / "fog" / "2" / "val").glob("*/*"))
+    expected = np.stack([np.asarray(preprocessing.normalize(tf.io.decode_jpeg(f.read_bytes(), channels=3)))
+                         for f in files])
+    corrupted = [b for b in fed if b.shape[1:] == (224, 224, 3)]
+    assert len(corrupted) == 1 and corrupted[0].shape[0] == len(files) == 10
+    # the batch follows the folder order (class folders sorted, then files)
+    np.testing.assert_allclose(corrupted[0], expected, atol=1e-4)
     with pytest.raises(E.EvaluationError, match="no fog/3"):
         E.evaluate(run_dir, imagenette, max_examples=8, batch_size=8, corruptions="fog",
                    severities="3", corruption_dir=str(root), output_dir=str(tmp_path / "o2"),
