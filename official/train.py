@@ -468,6 +468,8 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
                                           drop_block_keep_prob=kp, top1=m["top1"], images_per_sec=ips), step)
             t_log, n_log = time.time(), 0
             results["images_per_sec"] = ips
+            results["train_metrics"] = dict(loss=m["loss"], cross_entropy=m["ce"], distillation=m["kd"],
+                                            l2_loss=m["l2"], top1=m["top1"])
             results["samples_per_step"] = int(m["samples"])
             results["images_per_step"] = cfg.images_per_step()
             results["train_loss"] = m["loss"]
@@ -480,6 +482,7 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
             top1, top5, n = backend.evaluate(model)
             top1, top5 = float(top1), float(top5)
             this_top1 = top1
+            results["eval_image_shape"] = getattr(backend, "eval_image_shape", None)
             backend.summary("eval", dict(top1=top1, top5=top5), step)
             log.info("step %d (epoch %.2f): eval top-1 %.4f top-5 %.4f on %d images", step,
                      step / steps_per_epoch, top1, top5, n)

@@ -104,6 +104,13 @@ def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=No
                 per_example=per_example, l2=l2)
 
 
+def _image_shape(images):
+    """``[H, W, C]`` of an evaluation batch (a distributed batch: of its first replica's part)."""
+    values = getattr(images, "values", None)  # PerReplica under a multi-replica strategy
+    first = values[0] if values else images
+    return [int(d) for d in first.shape[1:]]
+
+
 def _split_labels(labels):
     if isinstance(labels, dict):
         return labels["label"], labels.get("teacher_logits")
@@ -219,6 +226,7 @@ class TFBackend:
         ev = self._eval_fn[1]
         tot = np.zeros(3)
         for images, labels in self.eval_batches():
+            self.eval_image_shape = _image_shape(images)
             tot += np.array([float(v.numpy()) for v in ev(images, labels)])
         n = max(tot[2], 1.0)
         return tot[0] / n, tot[1] / n, int(tot[2])
@@ -549,6 +557,7 @@ class JaxBackend:
             return logits
         tot = np.zeros(3)
         for images, labels in self.eval_batches():
+            self.eval_image_shape = _image_shape(images)
             labels, _ = _split_labels(labels)
             logits = np.asarray(fwd(tv, ntv, images))
             labels = np.asarray(labels).reshape(-1)

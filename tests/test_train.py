@@ -361,6 +361,23 @@ def test_mixing_in_the_train_step(imagenette, tmp_path, method, form):
     assert state["mix_seed_state"] is not None and state["mix_seed_state"] != [cfg.runtime.seed + 1, 0]
 
 
+def test_randaugment_flag_text_reaches_the_pipeline_parsed(imagenette, tmp_path, monkeypatch):
+    """--randaugment=2,9 (the flag's text, as stored in run_config.json) trains with RandAugment
+    N=2, M=9 (it reached build_dataset as the string '2,9' and failed there)."""
+    import data
+    from official import train
+    real, seen = data.build_dataset, []
+
+    def spy(*a, **kw):
+        if kw.get("training"):
+            seen.append(kw.get("randaugment"))
+        return real(*a, **kw)
+    monkeypatch.setattr(data, "build_dataset", spy)
+    r = train.train(tiny_config(tmp_path / "ra", imagenette, data__randaugment="2,9",
+                                optimization__train_steps=1))
+    assert r["finished"] and seen == [(2, 9.0)]
+
+
 def test_evaluation_at_another_size_than_training(imagenette, tmp_path):
     """E9-E12 train at 224 and evaluate at 256 (Table 7): the trained network takes any input
     size in the trainer's evaluation and after restore (a model built for the training size

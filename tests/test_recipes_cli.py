@@ -1,0 +1,388 @@
+"""Every packaged recipe runs as a user runs it (issue 12).
+
+Each file in ``official/configs/`` (E0-E12, the fine-tuning recipe, smoke, and the three
+ablation files, composed as ``benchmarks/mini_ablation.py`` composes them) goes through the
+real programs, in subprocesses:
+
+1. ``python -m official.train --flagfile=<recipe> ... --stop_after_steps=1`` (a checkpoint),
+2. the same command again: it resumes at step 1, trains step 2 and evaluates at the recipe's
+   own evaluation preprocessing (E9-E12: 256 px crops, the others the training size),
+3. ``python -m official.evaluate`` and ``python -m official.export`` on the run. These two
+   read only the network and the evaluation settings of a run (model, its overrides,
+   evaluation preprocessing, normalization, size, dtype), so they run once per distinct such
+   setting, on the first recipe that has it (13 of the 18 runs); the others (E2, E3 = E1's
+   network and evaluation; E7, E8 = E6's; E11 = E10's) share that run's result.
+   This keeps the file inside the suite's time budget (issue 12: make test under 20 minutes
+   on 2 cores).
+
+Offline distillation (E7-E12) reads TFRecords whose teacher logits ``data.build_tfrecords``
+wrote from a teacher this test trains and exports itself (the smoke recipe's run). The
+online-distillation ablation row uses the ablation E0 run as its teacher, as the ablation
+script does, and ``mini_jax_gpu`` runs under ``KERAS_BACKEND=jax`` on ``npz:`` input.
+
+Only the scale is shrunk: 2 steps, batch 4, 64 px (the ablation files keep their 32 px),
+width 8, and the depth (one block per stage; Big-Little networks two in stages 1-3, the
+fewest they allow). Every tweak, regularizer, schedule, precision and evaluation setting of
+the recipe stays as written; the full-depth networks are built, saved and run in
+``tests/test_models.py``. Real images: 4 training and 2 validation images per class of
+``imagenette2-224``. Two programs run at a time (the CI machine has two cores).
+
+Checked for each recipe: both training invocations and the two programs exit 0; the second
+invocation resumed from the first's checkpoint and finished; every flag the recipe file sets
+(other than the shrunk ones) is in the run's ``run_config.json`` with the file's value; the
+trainer's evaluation batches had the recipe's evaluation size; a ``double_batch`` recipe read
+2B images per step for B samples; distillation recipes have a non-zero distillation term and
+the others none; the evaluation program reports top-1, and the export's crop is the recipe's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, require_data
+
+CONFIGS = REPO_ROOT / "official" / "configs"
+PAPER_ROWS = [f"E{i}" for i in range(13)]
+IMAGE_SIZE = 64
+BATCH = 4
+TIMEOUT = 900
+# flags this test sets itself (scale, paths, speed of the test): not compared with the recipe
+SCALE_FLAGS = {"train_steps", "batch_size", "image_size", "model_overrides", "eval_steps",
+               "eval_batch_size", "progress_bar", "log_every_steps", "data", "model_dir",
+               "teacher", "init_checkpoint", "recipe"}
+
+
+# ----------------------------------------------------------------------------- recipes
+def _flagfile_values(path):
+    """``{flag: text value}`` of a flag file, in file order (later lines win, as absl)."""
+    out = {}
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("--") and "=" in line:
+            k, v = line[2:].split("=", 1)
+            out[k] = v
+    return out
+
+
+def _text_value(text):
+    """A flag file value as the type it denotes, parsed here independently of ``flags``."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if text == "":
+        return ""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        try:
+            return [float(v) for v in text.split(",")]
+        except ValueError:
+            return text
+    return text
+
+
+def _same(expected, actual):
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool) and actual is not None:
+        return math.isclose(float(expected), float(actual), rel_tol=1e-9)
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(_same(a, b) for a, b in zip(expected, actual))
+    if expected == "" and actual is None:   # an empty string flag means "none"
+        return True
+    return expected == actual
+
+
+class Recipe:
+    def __init__(self, name, flagfiles, big_little, data="subset", deps=(), extra=(), env=None,
+                 teacher=None, init_from=None):
+        self.name, self.flagfiles, self.big_little = name, flagfiles, big_little
+        self.data, self.deps, self.extra, self.env = data, list(deps), list(extra), env or {}
+        self.teacher, self.init_from = teacher, init_from
+        values = {}
+        for f in flagfiles:
+            values.update(_flagfile_values(f))
+        self.values = values
+
+    @property
+    def image_size(self):
+        return int(self.values["image_size"]) if "image_size" in self.values and \
+            int(self.values["image_size"]) < IMAGE_SIZE else IMAGE_SIZE
+
+    def model_overrides(self):
+        o = json.loads(self.values.get("model_overrides", "{}"))
+        o.update(width=8, layers=[2, 2, 2, 1] if self.big_little else [1, 1, 1, 1])
+        return o
+
+    def evaluation_key(self):
+        """What official.evaluate / official.export read of a run: the network (as its typed
+        config), evaluation preprocessing, normalization, size and dtype."""
+        import dataclasses
+        import models
+        overrides = self.model_overrides()
+        if self.values.get("zero_gamma") == "true":
+            overrides["zero_gamma"] = True
+        net = dataclasses.asdict(models.get_model_config(self.values["model"], **overrides))
+        return json.dumps([net, self.values.get("eval_preprocess", "imagenet"),
+                           self.values.get("normalization", "mean"), self.image_size,
+                           self.values.get("dtype", "fp32")], sort_keys=True, default=str)
+
+
+def _recipes():
+    abl = CONFIGS / "ablation"
+    r = []
+    for row in PAPER_ROWS:
+        k = int(row[1:])
+        offline = 7 <= k
+        r.append(Recipe(row, [CONFIGS / f"{row}.cfg"], big_little=k >= 9,
+                        data="tfrecords" if offline else "subset",
+                        deps=["tfrecords"] if offline else []))
+    r.append(Recipe("smoke", [CONFIGS / "smoke.cfg"], big_little=False))
+    r.append(Recipe("finetune_food101", [CONFIGS / "finetune_food101.cfg"], big_little=True,
+                    deps=["E11/train2"], init_from="E11"))
+    r.append(Recipe("mini_cifar", [CONFIGS / "E0.cfg", abl / "mini_cifar.cfg"], big_little=False))
+    r.append(Recipe("mini_E11", [CONFIGS / "E11.cfg", abl / "mini_cifar.cfg", abl / "mini_E11.cfg"],
+                    big_little=True, deps=["mini_cifar/train2"], teacher="mini_cifar"))
+    r.append(Recipe("mini_jax_gpu", [CONFIGS / "E11.cfg", abl / "mini_cifar.cfg", abl / "mini_E11.cfg",
+                                     abl / "mini_jax_gpu.cfg"],
+                    big_little=True, data="npz", deps=["mini_cifar/train2"], teacher="mini_cifar",
+                    env={"KERAS_BACKEND": "jax"}))
+    return r
+
+
+RECIPES = {r.name: r for r in _recipes()}
+
+
+def test_every_packaged_recipe_is_covered():
+    """A recipe added to official/configs/ must be added here too."""
+    files = {p.stem for p in CONFIGS.glob("*.cfg")} | {p.stem for p in (CONFIGS / "ablation").glob("*.cfg")}
+    covered = set()
+    for r in RECIPES.values():
+        covered |= {p.stem for p in r.flagfiles}
+    assert files == covered, f"recipes not exercised: {sorted(files - covered)}"
+
+
+# ----------------------------------------------------------------------------- job runner
+class _Jobs:
+    """Runs commands as subprocesses, ``workers`` at a time, each after its dependencies."""
+
+    def __init__(self, root, workers):
+        self.root, self.workers = root, workers
+        self.jobs, self.order = {}, []
+
+    def add(self, name, argv, deps=(), env=None):
+        self.jobs[name] = dict(argv=[str(a) for a in argv if str(a)], deps=list(deps), env=env or {},
+                               rc=None, log=str(self.root / (name.replace("/", "__") + ".log")))
+        self.order.append(name)
+
+    def run(self):
+        base_env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
+                        KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
+        base_env.pop("TF_CONFIG", None)
+        pending, running = list(self.order), {}
+        while pending or running:
+            for name in list(pending):
+                if len(running) >= self.workers:
+                    break
+                job = self.jobs[name]
+                dep_rc = [self.jobs[d]["rc"] for d in job["deps"]]
+                if any(rc not in (None, 0) for rc in dep_rc):
+                    job["rc"] = "dependency failed: " + ", ".join(
+                        d for d in job["deps"] if self.jobs[d]["rc"] != 0)
+                    pending.remove(name)
+                    continue
+                if any(rc is None for rc in dep_rc):
+                    continue
+                log = open(job["log"], "w")
+                job["start"] = time.time()
+                running[name] = (subprocess.Popen(job["argv"], cwd=REPO_ROOT, stdout=log,
+                                                  stderr=subprocess.STDOUT,
+                                                  env=dict(base_env, **job["env"])), log)
+                pending.remove(name)
+            for name, (proc, log) in list(running.items()):
+                if proc.poll() is None and time.time() - self.jobs[name]["start"] > TIMEOUT:
+                    proc.kill()
+                if proc.poll() is not None:
+                    log.close()
+                    self.jobs[name]["rc"] = proc.returncode
+                    self.jobs[name]["seconds"] = time.time() - self.jobs[name]["start"]
+                    del running[name]
+            time.sleep(0.1)
+
+    def check(self, name):
+        job = self.jobs[name]
+        if job["rc"] != 0:
+            tail = open(job["log"]).read()[-6000:] if os.path.exists(job["log"]) else ""
+            pytest.fail(f"{name}: {' '.join(job['argv'][1:])}\nexit {job['rc']}\n{tail}")
+
+
+def _make_subset(dst):
+    """4 training and 2 validation images per class of imagenette2-224, as an image folder."""
+    src = require_data("imagenette2-224")
+    for split, per in (("train", 4), ("val", 2)):
+        with zipfile.ZipFile(src / f"{split}.zip") as z:
+            names = sorted(n for n in z.namelist() if not n.endswith("/"))
+            counts = {}
+            for n in names:
+                cls = n.split("/")[1]
+                if counts.get(cls, 0) < per:
+                    counts[cls] = counts.get(cls, 0) + 1
+                    out = dst / n
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(z.read(n))
+    shutil.copy(src / "classes.csv", dst / "classes.csv")
+    return dst
+
+
+def _make_npz(subset, path):
+    """The JAX path's ``npz:`` input (pre-decoded, preprocessed 32 px images), as
+    benchmarks/mini_ablation.py makes it for the GPU machine."""
+    import data
+    arrays = {}
+    for split, key, n in (("train", "train", 40), ("val", "eval", 20)):
+        ds = data.build_dataset(str(subset), split, training=(split == "train"), batch_size=n,
+                                image_size=32, seed=0)
+        x, y = next(iter(ds))
+        arrays[f"x_{key}"], arrays[f"y_{key}"] = x.numpy(), y.numpy()
+    np.savez(path, **arrays)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipes")
+    subset = _make_subset(root / "subset")
+    _make_npz(subset, root / "mini.npz")
+    sources = {"subset": subset, "tfrecords": root / "tfrecords", "npz": f"npz:{root / 'mini.npz'}"}
+    py = sys.executable
+    jobs = _Jobs(root, workers=max(2, min(3, os.cpu_count() or 2)))
+    order = ["smoke"] + [n for n in RECIPES if n != "smoke"]
+    evaluated_by = {}   # evaluation key -> the recipe whose run official.evaluate/export read
+    for name in order:
+        r = RECIPES[name]
+        run_dir = root / "runs" / name
+        argv = [py, "-m", "official.train"] + [f"--flagfile={f}" for f in r.flagfiles] + [
+            f"--data={sources[r.data]}", f"--model_dir={run_dir}", "--train_steps=2",
+            f"--batch_size={BATCH}", f"--image_size={r.image_size}",
+            f"--model_overrides={json.dumps(r.model_overrides())}", "--eval_steps=1",
+            f"--eval_batch_size={BATCH}", "--progress_bar=false", "--log_every_steps=1"]
+        if r.teacher:
+            argv.append(f"--teacher={root / 'runs' / r.teacher}")
+        if r.init_from:
+            argv.append(f"--init_checkpoint={root / 'runs' / r.init_from}")
+        jobs.add(f"{name}/train1", argv + ["--stop_after_steps=1"], deps=r.deps, env=r.env)
+        jobs.add(f"{name}/train2", argv, deps=[f"{name}/train1"], env=r.env)
+        r.evaluated_by = evaluated_by.setdefault(r.evaluation_key(), name)
+        if r.evaluated_by == name:
+            eval_data = subset if r.data == "npz" else sources[r.data]
+            jobs.add(f"{name}/evaluate", [py, "-m", "official.evaluate", f"--model_dir={run_dir}",
+                                          f"--data={eval_data}", "--split=val" if r.data == "npz" else "",
+                                          "--max_examples=8", f"--batch_size={BATCH}",
+                                          "--benchmark_steps=1", "--no_progress", "--no_plots",
+                                          f"--output_dir={root / 'eval' / name}"],
+                     deps=[f"{name}/train2"])
+            jobs.add(f"{name}/export", [py, "-m", "official.export", f"--model_dir={run_dir}",
+                                        f"--export_dir={root / 'export' / name}"],
+                     deps=[f"{name}/train2"])
+        if name == "smoke":  # the offline teacher: TFRecords with logits from the exported smoke run
+            jobs.add("tfrecords", [py, "-m", "data.build_tfrecords", f"--input={subset}",
+                                   f"--output={sources['tfrecords']}", "--num_shards=1",
+                                   f"--teacher={root / 'export' / 'smoke'}", "--no_progress"],
+                     deps=["smoke/export"])
+    jobs.run()
+    timings = {n: round(j.get("seconds", 0.0), 1) for n, j in jobs.jobs.items()}
+    print("recipe jobs (s):", json.dumps(timings))
+    return root, jobs
+
+
+def _expected_eval_size(r):
+    import models
+    if r.name in PAPER_ROWS and models.TABLE7_PAPER[f"table7_{r.name.lower()}"].eval_size == 256:
+        return 256   # E9-E12: trained at 224, evaluated on fixed 256 px crops (Table 7)
+    return r.image_size
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_recipe_runs_end_to_end(runs, name):
+    root, jobs = runs
+    r = RECIPES[name]
+    for job in (f"{name}/train1", f"{name}/train2", f"{r.evaluated_by}/evaluate",
+                f"{r.evaluated_by}/export"):
+        jobs.check(job)
+    run_dir = root / "runs" / name
+
+    # the second invocation resumed from the first one's checkpoint and finished
+    res = json.load(open(run_dir / "results.json"))
+    assert res["resumed_from"].endswith("ckpt-000000001") and res["step"] == 2 and res["finished"]
+    assert res["eval_top1"] is not None
+
+    # every flag the recipe sets reached the run's configuration with the file's value
+    from flags import FLAG_TO_FIELD
+    cfg = json.load(open(run_dir / "run_config.json"))
+    for flag, text in r.values.items():
+        if flag in SCALE_FLAGS:
+            continue
+        assert flag in FLAG_TO_FIELD, f"{name}: --{flag} is not a run configuration flag"
+        section, _, field = FLAG_TO_FIELD[flag].partition(".")
+        actual = cfg[section][field] if field else cfg[section]
+        assert _same(_text_value(text), actual), f"{name}: --{flag}={text} but run_config has {actual!r}"
+    assert cfg["model"]["overrides"] == {k: v for k, v in r.model_overrides().items()}
+
+    # the trainer evaluated at the recipe's own evaluation size
+    size = _expected_eval_size(r)
+    assert res["eval_image_shape"] == [size, size, 3]
+    # double_batch mixing read 2B images per step for B samples
+    double = r.values.get("mixing", "none") != "none" and r.values.get("mixing_form") == "double_batch"
+    assert res["samples_per_step"] == BATCH and res["images_per_step"] == (2 * BATCH if double else BATCH)
+    # distillation (offline from the TFRecord logits, online from the teacher run) is in the loss
+    m = res["train_metrics"]
+    if r.values.get("distillation", "none") != "none":
+        assert m["distillation"] > 0 and math.isfinite(m["distillation"])
+    else:
+        assert m["distillation"] == 0
+    # paper-style weight decay in the loss (every E recipe; smoke too)
+    if float(r.values.get("weight_decay", 1e-4)) > 0 and r.values.get("weight_decay_mode", "l2_loss") == "l2_loss":
+        assert m["l2_loss"] > 0
+
+    # official.evaluate and official.export on the run (or on the run that shares what they read)
+    rep = RECIPES[r.evaluated_by]
+    rep_split = json.load(open(root / "runs" / rep.name / "run_config.json"))["data"]["eval_split"]
+    split = "val" if rep.data == "npz" else rep_split
+    ev = json.load(open(root / "eval" / rep.name / f"eval-{split}.json"))
+    assert 0.0 <= ev["top1"] <= 1.0 and ev["details"]["num_examples"] == 8
+    assert ev["details"]["eval_preprocess"] == cfg["data"]["eval_preprocess"]
+    meta = json.load(open(root / "export" / r.evaluated_by / "export_metadata.json"))
+    assert meta["crop_size"] == size and meta["eval_preprocess"] == cfg["data"]["eval_preprocess"]
+    assert meta["model_overrides"] == {**cfg["model"]["overrides"],
+                                       **({"zero_gamma": True} if cfg["model"]["zero_gamma"] else {})}
+    if r.init_from:
+        assert cfg["runtime"]["init_checkpoint"].endswith(r.init_from)
+
+
+def test_offline_teacher_logits_come_from_the_exported_teacher(runs):
+    """The TFRecords E7-E12 trained on hold, per image, the logits of the exported smoke run."""
+    import tensorflow as tf
+    root, jobs = runs
+    jobs.check("tfrecords")
+    shards = sorted((root / "tfrecords").glob("train-*"))
+    assert shards
+    serving = tf.saved_model.load(str(root / "export" / "smoke")).signatures["serving_default"]
+    n = 0
+    for raw in tf.data.TFRecordDataset([str(s) for s in shards]).take(3):
+        ex = tf.train.Example.FromString(raw.numpy())
+        f = ex.features.feature
+        logits = np.array(f["image/logit"].float_list.value)
+        image = f["image/encoded"].bytes_list.value[0]
+        out = serving(image_bytes=tf.constant([image]))
+        ref = np.asarray(out["logits"])[0]
+        np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
+        n += 1
+    assert n == 3
