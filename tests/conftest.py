@@ -30,6 +30,22 @@ def require_data(relative: str) -> pathlib.Path:
     return path
 
 
+def write_npz(source, path, n_train, n_eval, image_size=32):
+    """The JAX path's ``npz:FILE`` input from an image source: ``x_train, y_train, x_eval,
+    y_eval``, pre-decoded and preprocessed by ``data.build_dataset`` (training crops / eval
+    crops at ``image_size``), as benchmarks/mini_ablation.py writes it for the GPU machine."""
+    import numpy as np
+    import data
+    arrays = {}
+    for split, key, n in (("train", "train", n_train), ("val", "eval", n_eval)):
+        ds = data.build_dataset(str(source), split, training=(split == "train"), batch_size=n,
+                                image_size=image_size, seed=0)
+        x, y = next(iter(ds))
+        arrays[f"x_{key}"], arrays[f"y_{key}"] = x.numpy(), y.numpy()
+    np.savez(path, **arrays)
+    return arrays
+
+
 @pytest.fixture
 def shared_data():
     """Fixture form of :func:`require_data`: ``shared_data("imagenette2-224")``."""

@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, require_data
+from conftest import REPO_ROOT, require_data, write_npz
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 TINY_FLAGS = ["--model=resnet18", '--model_overrides={"width": 8, "layers": [1, 1, 1, 1]}',
@@ -221,17 +221,10 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     """KERAS_BACKEND=jax, TensorFlow import blocked: the jitted stateless step trains a model
     with DropBlock and mixup (seed generator threaded statelessly) from an npz source; the checkpoint is then restored under TensorFlow and
     gives the same eval top-1 (one checkpoint format for both backends)."""
-    import data
     from official import checkpoints
     sys.path.insert(0, TESTS_DIR)
     from test_train import tiny_config
-    arrays = {}
-    for split, key, n in (("train", "train", 48), ("val", "eval", 32)):
-        ds = data.build_dataset(str(imagenette), split, training=(split == "train"), batch_size=n,
-                                image_size=32, seed=0)
-        x, y = next(iter(ds))
-        arrays[f"x_{key}"], arrays[f"y_{key}"] = x.numpy(), y.numpy()
-    np.savez(tmp_path / "tiny.npz", **arrays)
+    arrays = write_npz(imagenette, tmp_path / "tiny.npz", n_train=48, n_eval=32)
     cfg = tiny_config(tmp_path / "jax", f"npz:{tmp_path / 'tiny.npz'}", optimization__train_steps=4,
                       runtime__checkpoint_every_steps=2, runtime__eval_steps=None,
                       model__overrides={"width": 8, "layers": [1, 1, 1, 1], "drop_block": True},
