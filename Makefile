@@ -27,8 +27,11 @@ $(TORCH_STAMP): $(STAMP)
 venv: $(STAMP)
 
 ## Run the whole test suite.
+# Two pytest workers (pytest-xdist), whole files per worker (module fixtures run once). The
+# recipe file goes first: it is the longest (every packaged recipe through the programs, its
+# own subprocesses two at a time), and the other worker runs the rest of the suite meanwhile.
 test: $(STAMP) $(if $(filter 1,$(WITH_TORCH)),$(TORCH_STAMP))
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs -n 2 --dist loadfile tests/test_recipes_cli.py tests
 
 ## Build a named model and print its summary and parameter count.
 summary: $(STAMP)

@@ -24,6 +24,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "jax[cpu]>=0.4.35",
             "pillow>=10",
             "matplotlib>=3.8",
