@@ -439,7 +439,8 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     t_log, n_log = time.time(), 0
     kp = schedules.drop_block_keep_prob(step, total_steps, kp_start, kp_end)
     eval_every = max(1, int(round(cfg.runtime.eval_every_epochs))) if cfg.runtime.eval_every_epochs > 0 else 0
-    results: Dict[str, Any] = {"resumed_from": resumed_from, "start_step": start_step}
+    results: Dict[str, Any] = {"resumed_from": resumed_from, "start_step": start_step,
+                               "images_per_step": cfg.images_per_step()}
     top1 = top5 = None
     last_saved = latest
     while step < total_steps:
@@ -463,16 +464,13 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
         if step % max(1, cfg.runtime.log_every_steps) == 0 or step == total_steps:
             dt = max(time.time() - t_log, 1e-9)
             ips = n_log * cfg.optimization.batch_size / dt
-            backend.summary("train", dict(loss=m["loss"], cross_entropy=m["ce"], distillation=m["kd"],
-                                          l2_loss=m["l2"], learning_rate=float(lr_schedule(step)),
-                                          drop_block_keep_prob=kp, top1=m["top1"], images_per_sec=ips), step)
+            train_metrics = dict(loss=m["loss"], cross_entropy=m["ce"], distillation=m["kd"],
+                                 l2_loss=m["l2"], top1=m["top1"])
+            backend.summary("train", dict(train_metrics, learning_rate=float(lr_schedule(step)),
+                                          drop_block_keep_prob=kp, images_per_sec=ips), step)
             t_log, n_log = time.time(), 0
-            results["images_per_sec"] = ips
-            results["train_metrics"] = dict(loss=m["loss"], cross_entropy=m["ce"], distillation=m["kd"],
-                                            l2_loss=m["l2"], top1=m["top1"])
-            results["samples_per_step"] = int(m["samples"])
-            results["images_per_step"] = cfg.images_per_step()
-            results["train_loss"] = m["loss"]
+            results.update(images_per_sec=ips, train_metrics=train_metrics, train_loss=m["loss"],
+                           samples_per_step=int(m["samples"]))
         epoch_end = step % steps_per_epoch == 0
         epoch = step // steps_per_epoch
         this_top1 = None
