@@ -10,6 +10,12 @@ Kinds (see docs/DATA.md):
 * ``"zipdir"``: a directory holding one zip per split (``train.zip``, ``val.zip``), members
   ``<split>/<class>/<image>`` (or ``<class>/<image>``); this is how ``../shared/data`` is stored.
 * ``"dir"``: an image directory ``<split>/<class>/<image>``.
+* A **flat class-folder tree** (``layout="flat"``), a directory or a zip: ``<class>/<image>``
+  with no split folders (a user's own photos; a zip may wrap it in one folder,
+  ``my_photos/<class>/<image>``, as ``zip -r my_photos.zip my_photos`` writes). Its one listed
+  split is ``"all"``; :func:`holdout_split_names` names a stratified, seeded train/validation
+  split of it (``--val_fraction``, ``--split_seed`` of the trainer), which every reader
+  (``record_table``, ``split_sizes``, the pipeline, ``official.evaluate``) resolves.
 * ``"tfds"``: ``"tfds:NAME[/CONFIG][:VERSION]"``, read with tensorflow_datasets. A dataset that
   is not prepared in ``$TFDS_DATA_DIR`` (default ``~/tensorflow_datasets``) is downloaded and
   prepared once, with TFDS's progress bars, because the user asked for it by name; when that
@@ -17,12 +23,19 @@ Kinds (see docs/DATA.md):
   mock it.
 
 Class names are the sorted union of the class folders of all splits (ImageFolder order).
+
+Layout rule for directories and zips: a tree whose top-level folders hold image files directly
+(``*.jpg``, ``*.jpeg``, ``*.png``, ``*.bmp``, ``*.gif``, ``*.webp``) and none of which is
+named ``train``, ``val``, ``validation`` or ``test`` is flat; anything else keeps the split
+layout, exactly as before.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
+import math
 import logging
 import os
 import re
@@ -36,6 +49,11 @@ import numpy as np
 logger = logging.getLogger("data.sources")
 
 EVAL_SPLITS = ("validation", "val", "test")
+SPLIT_FOLDER_NAMES = ("train", "validation", "val", "test")  # mark the split layout
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+FLAT_SPLIT = "all"  # the one split a flat class-folder tree lists
+DEFAULT_VAL_FRACTION = 0.1
+_HOLDOUT_RE = re.compile(r"^(?P<part>train|val)\[val_fraction=(?P<f>[^,\]]+),seed=(?P<seed>-?\d+)\]$")
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})$")
 
 
@@ -57,6 +75,133 @@ class SourceInfo:
     split_sizes: dict
     location: str = ""
     label_offset: Optional[int] = 0
+    layout: str = "splits"  # "flat": a class-folder tree without split folders (see module doc)
+
+
+class SplitSizes(dict):
+    """``{split: number of records}``; for a flat tree ``{"all": N}`` plus, on lookup (``in``,
+    ``[]``, ``get``), every held-out split name of :func:`holdout_split_names`, computed from
+    the listing. Iterating lists only the stored splits."""
+
+    def __init__(self, sizes, classes=None, keys=None, location=""):
+        super().__init__(sizes)
+        self._flat = None if classes is None else (tuple(classes), tuple(keys))
+        self._location = location
+        self._derived = {}
+
+    def _resolve(self, split):
+        if self._flat is None or not isinstance(split, str):
+            return None
+        parsed = parse_holdout_split(split)
+        if parsed is None:
+            return None
+        if split not in self._derived:
+            part, fraction, seed = parsed
+            train, val = holdout_split(*self._flat, fraction, seed, location=self._location)
+            self._derived[split] = len(train if part == "train" else val)
+        return self._derived[split]
+
+    def __missing__(self, split):
+        n = self._resolve(split)
+        if n is None:
+            raise KeyError(split)
+        return n
+
+    def __contains__(self, split):
+        return dict.__contains__(self, split) or self._resolve(split) is not None
+
+    def get(self, split, default=None):
+        try:
+            return self[split]
+        except KeyError:
+            return default
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out validation split of a flat class-folder tree
+def holdout_split_names(val_fraction, seed=0):
+    """``(train_name, val_name)`` of the split that holds out ``val_fraction`` of each class
+    of a flat tree with ``seed``: ``"train[val_fraction=0.1,seed=0]"``,
+    ``"val[val_fraction=0.1,seed=0]"``. These names are what a run records as its
+    ``data.train_split`` / ``data.eval_split``; they carry the whole split definition, so
+    evaluation, export and a resumed run read the same images from the folder (or its zip)."""
+    f = _check_val_fraction(val_fraction)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"--split_seed={seed!r}: expected an integer")
+    return tuple(f"{part}[val_fraction={f!r},seed={seed}]" for part in ("train", "val"))
+
+
+def parse_holdout_split(split):
+    """``"val[val_fraction=0.1,seed=0]"`` -> ``("val", 0.1, 0)``; None for other names."""
+    m = _HOLDOUT_RE.match(split) if isinstance(split, str) else None
+    if not m:
+        return None
+    try:
+        f = float(m.group("f"))
+    except ValueError:
+        return None
+    return m.group("part"), f, int(m.group("seed"))
+
+
+def _check_val_fraction(val_fraction):
+    try:
+        f = float(val_fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"--val_fraction={val_fraction!r}: expected a number in (0, 1)") from None
+    if not 0.0 < f < 1.0:
+        raise ValueError(f"--val_fraction={val_fraction!r}: must be in (0, 1), the fraction of "
+                         "each class folder held out for validation (e.g. 0.1)")
+    return f
+
+
+def _holdout_rank(seed, cls, key):
+    return hashlib.sha256(f"{seed}\0{cls}\0{key}".encode("utf-8")).hexdigest()
+
+
+def holdout_count(n, val_fraction):
+    """Validation images of a class of ``n`` images: ``round(n * val_fraction)`` (halves
+    up), at least 1 and at most ``n - 1``. Raises ``ValueError`` when ``n < 2``."""
+    if n < 2:
+        raise ValueError(f"{n} image(s)")
+    return min(n - 1, max(1, int(math.floor(n * val_fraction + 0.5))))
+
+
+def holdout_split(classes, keys, val_fraction, seed=0, location=""):
+    """Stratified, seeded train/validation split of a flat tree: ``(train_idx, val_idx)``,
+    ascending record indices.
+
+    ``classes[i]`` is record i's class folder and ``keys[i]`` its path inside that folder
+    (``"a.jpg"``, ``"2019/b.jpg"``). Each class of n records gives
+    :func:`holdout_count` ``(n, val_fraction)`` records to validation: those with the
+    smallest ``sha256(f"{seed}\\0{class}\\0{key}")``. So the split depends only on the seed
+    and the file list (not on the listing order, the machine or the library versions), a
+    folder and its zip split alike, and adding a file to a class moves at most the files of
+    that class. A class folder with fewer than 2 images raises ``ValueError`` naming it.
+    """
+    f = _check_val_fraction(val_fraction)
+    by_class = {}
+    for i, c in enumerate(classes):
+        by_class.setdefault(c, []).append(i)
+    if len(by_class) < 2:
+        raise ValueError(f"{location or 'the source'}: a flat class-folder tree needs at least 2 "
+                         f"class folders, found {len(by_class)} ({sorted(by_class)})")
+    val = []
+    for c in sorted(by_class):
+        idx = by_class[c]
+        try:
+            k = holdout_count(len(idx), f)
+        except ValueError:
+            raise ValueError(
+                f"{location or 'the source'}: class folder {c!r} has {len(idx)} image(s); "
+                f"holding out a validation split (--val_fraction={f!r}) needs at least 2 images "
+                "in every class folder (1 to train on, 1 to validate): add images to it or "
+                "remove it") from None
+        idx = sorted(idx, key=lambda i: _holdout_rank(seed, c, keys[i]))
+        val.extend(idx[:k])
+    val_idx = np.array(sorted(val), np.int64)
+    mask = np.ones(len(classes), bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask).astype(np.int64), val_idx
 
 
 @dataclasses.dataclass
@@ -141,10 +286,10 @@ def _split_of_member(name: str, default_split: Optional[str]):
     return None
 
 
-def _zip_index(zpath, default_split=None):
+def _zip_index(zpath, default_split=None, infos=None):
     """{split: [(class, member ZipInfo)]}, plus members outside class folders."""
     out, stray = {}, []
-    for info in _zip_members(zpath):
+    for info in (_zip_members(zpath) if infos is None else infos):
         r = _split_of_member(info.filename, default_split)
         if r == "hidden":
             continue
@@ -153,6 +298,15 @@ def _zip_index(zpath, default_split=None):
             continue
         out.setdefault(r[0], []).append((r[1], info))
     return out, stray
+
+
+def _class_files(cp):
+    """The files under class folder ``cp`` (recursively, sorted, hidden ones skipped)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(cp):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not _is_hidden(f))
+    return out
 
 
 def _dir_index(root):
@@ -166,14 +320,76 @@ def _dir_index(root):
             cp = os.path.join(sp, cls)
             if _is_hidden(cls) or not os.path.isdir(cp):
                 continue
-            for dirpath, dirnames, filenames in os.walk(cp):
-                dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-                for f in sorted(filenames):
-                    if not _is_hidden(f):
-                        items.append((cls, os.path.join(dirpath, f)))
+            items.extend((cls, f) for f in _class_files(cp))
         if items:
             out[split] = items
     return out
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not _is_hidden(name)
+
+
+def _dir_is_flat(root) -> bool:
+    """True for ``<class>/<image>`` (see the module docstring's layout rule)."""
+    tops = [e for e in sorted(os.listdir(root))
+            if not _is_hidden(e) and os.path.isdir(os.path.join(root, e))]
+    if any(t in SPLIT_FOLDER_NAMES for t in tops):
+        return False
+    for t in tops:
+        with os.scandir(os.path.join(root, t)) as it:
+            if any(e.is_file() and _is_image_name(e.name) for e in it):
+                return True
+    return False
+
+
+def _flat_dir_index(root):
+    """``[(class, path, key)]`` of a flat tree (key: the path inside the class folder)."""
+    items = []
+    for cls in sorted(os.listdir(root)):
+        cp = os.path.join(root, cls)
+        if _is_hidden(cls) or not os.path.isdir(cp):
+            continue
+        items.extend((cls, f, os.path.relpath(f, cp).replace(os.sep, "/"))
+                     for f in _class_files(cp))
+    return items
+
+
+def _zip_flat_prefix(infos) -> Optional[str]:
+    """``""`` for a flat zip ``<class>/<image>``, ``"ROOT/"`` for one wrapped in a folder
+    ``ROOT/<class>/<image>``, None for the split layout (module docstring's rule)."""
+    parts = [[p for p in i.filename.split("/") if p] for i in infos]
+    parts = [p for p in parts if p and not any(_is_hidden(x) for x in p)]
+    tops = {p[0] for p in parts if len(p) >= 2}
+    if tops & set(SPLIT_FOLDER_NAMES):
+        return None
+    if len(tops) == 1:   # one folder holds everything: ROOT/<class>/<image> (one class is no tree)
+        (root,) = tops
+        if root not in SPLIT_FOLDER_NAMES and any(len(p) == 3 and _is_image_name(p[2])
+                                                  for p in parts if p[0] == root):
+            return root + "/"
+        return None
+    if any(len(p) == 2 and _is_image_name(p[1]) for p in parts):
+        return ""
+    return None
+
+
+def _flat_zip_index(zpath, infos, prefix):
+    """``([(zpath, class, ZipInfo, key)], stray member names)`` of a flat zip."""
+    items, stray = [], []
+    for info in infos:
+        name = info.filename
+        parts = [p for p in name.split("/") if p]
+        if any(_is_hidden(p) for p in parts):
+            continue
+        rest = name[len(prefix):] if name.startswith(prefix) else None
+        rest_parts = [p for p in (rest or "").split("/") if p]
+        if len(rest_parts) < 2:
+            stray.append(name)
+            continue
+        items.append((zpath, rest_parts[0], info, "/".join(rest_parts[1:])))
+    items.sort(key=lambda t: t[2].filename)
+    return items, stray
 
 
 def _tfrecord_shards(root):
@@ -324,8 +540,12 @@ def inspect_source(source) -> SourceInfo:
         names = tuple(sorted({c for t in tables.values() for c in t["classes"]}))
     sizes = {s: (sum(len(o) for o, _ in t["scans"]) if "scans" in t else len(t["items"]))
              for s, t in tables.items()}
+    flat = tables.get(FLAT_SPLIT, {}).get("keys")
+    if flat is not None:
+        sizes = SplitSizes(sizes, tables[FLAT_SPLIT]["item_classes"], flat,
+                           location=os.path.abspath(path))
     info = SourceInfo(kind, names, len(names) if names else None, sizes, os.path.abspath(path),
-                      label_offset=offset)
+                      label_offset=offset, layout="flat" if flat is not None else "splits")
     with _LOCK:
         _INFO_CACHE[key] = (info, tables)
     return info
@@ -335,7 +555,14 @@ def _list_all(path, kind):
     """{split: {"classes": set, "items": [...], "stray": [...]}} for file-based kinds."""
     out = {}
     if kind == "zip":
-        idx, stray = _zip_index(path)
+        infos = _zip_members(path)
+        prefix = _zip_flat_prefix(infos)
+        if prefix is not None:
+            items, stray = _flat_zip_index(path, infos, prefix)
+            return {FLAT_SPLIT: _flat_entry([(z, c, i) for z, c, i, _ in items],
+                                            [c for _, c, _, _ in items],
+                                            [k for _, _, _, k in items], stray)}
+        idx, stray = _zip_index(path, infos=infos)
         for s, items in idx.items():
             out[s] = {"classes": {c for c, _ in items}, "items": [(path, c, i) for c, i in items],
                       "stray": []}
@@ -350,6 +577,10 @@ def _list_all(path, kind):
                 items = idx.get(split, [])
                 out[split] = {"classes": {c for c, _ in items},
                               "items": [(zp, c, i) for c, i in items], "stray": stray}
+    elif kind == "dir" and _dir_is_flat(path):
+        items = _flat_dir_index(path)
+        out[FLAT_SPLIT] = _flat_entry([(c, f) for c, f, _ in items], [c for c, _, _ in items],
+                                      [k for _, _, k in items], [])
     elif kind == "dir":
         for s, items in _dir_index(path).items():
             out[s] = {"classes": {c for c, _ in items}, "items": items, "stray": []}
@@ -360,12 +591,21 @@ def _list_all(path, kind):
     return out
 
 
+def _flat_entry(items, item_classes, keys, stray):
+    return {"classes": set(item_classes), "items": items, "item_classes": item_classes,
+            "keys": keys, "stray": stray}
+
+
 def resolve_eval_split(source) -> str:
     """The first of ``validation``, ``val``, ``test`` that the source has."""
     info = inspect_source(source)
     for s in EVAL_SPLITS:
         if info.split_sizes.get(s):
             return s
+    if info.layout == "flat":
+        raise ValueError(f"source {source} is a flat class-folder tree (<class>/<image>, no split "
+                         "folders): hold out a validation split (the trainer's --val_fraction; "
+                         "data.sources.holdout_split_names) or use split 'all'")
     raise ValueError(f"source {source} has no evaluation split (looked for {EVAL_SPLITS}); "
                      f"splits: {sorted(info.split_sizes)}")
 
@@ -390,7 +630,13 @@ def record_table(source, split: str) -> RecordTable:
     path = os.fspath(source)
     with _LOCK:
         tables = _INFO_CACHE[_cache_key(path)][1]
-    entry = tables[split]
+    holdout = parse_holdout_split(split) if info.layout == "flat" else None
+    entry = tables[FLAT_SPLIT if holdout else split]
+    if holdout:  # the held-out part or the rest, in listing order
+        part, fraction, seed = holdout
+        train, val = holdout_split(entry["item_classes"], entry["keys"], fraction, seed,
+                                   location=info.location)
+        entry = dict(entry, items=[entry["items"][i] for i in (train if part == "train" else val)])
     if info.kind == "dir":
         cls_index = {c: i for i, c in enumerate(info.class_names)}
         items = entry["items"]

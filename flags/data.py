@@ -12,6 +12,8 @@ FIELDS = {
     "eval_preprocess": "data.eval_preprocess",
     "label_offset": "data.label_offset",
     "data_seed": "data.seed",
+    "val_fraction": "data.val_fraction",
+    "split_seed": "data.split_seed",
     "eval_batch_size": "data.eval_batch_size",
 }
 
@@ -35,4 +37,11 @@ def define():
                          "teacher logits with num_classes + label_offset values lose their first "
                          "label_offset (default 0).")
     flags.DEFINE_integer("data_seed", None, "Seed of shuffling/augmentation (default 0).")
+    flags.DEFINE_float("val_fraction", None, "Flat class-folder trees only (--data=DIR or ZIP of "
+                       "<class>/<image>, no split folders): the fraction of each class held out "
+                       "as the evaluation split, round(n * fraction), at least 1 and at most "
+                       "n - 1 images per class (default 0.1). A source with its own split "
+                       "folders refuses it.")
+    flags.DEFINE_integer("split_seed", None, "Seed of the --val_fraction split (default 0); the "
+                         "split depends only on it and the file names, not on --data_seed.")
     flags.DEFINE_integer("eval_batch_size", None, "Eval batch (default: the training batch).")

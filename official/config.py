@@ -49,6 +49,11 @@ class DataConfig:
     label_offset: int = 0
     seed: Optional[int] = 0
     eval_batch_size: Optional[int] = None  # None: the training batch size
+    # Flat class-folder trees (<class>/<image>, no split folders): the held-out fraction of each
+    # class and its seed (data.sources.holdout_split); train_split / eval_split then name the
+    # split ("train[val_fraction=0.1,seed=0]"). None for sources with split folders.
+    val_fraction: Optional[float] = None  # None: data.sources.DEFAULT_VAL_FRACTION for flat trees
+    split_seed: int = 0
 
     def autoaugment_policy(self) -> Optional[str]:
         """The AutoAugment policy name, or None (``--autoaugment=`` empty means none)."""

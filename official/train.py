@@ -115,6 +115,43 @@ def _split_size(info, split):
     return None
 
 
+def _hold_out_validation(cfg: RunConfig, info) -> None:
+    """A flat class-folder tree (``<class>/<image>``, no split folders) gets a stratified,
+    seeded validation split: ``--val_fraction`` (default
+    ``data.sources.DEFAULT_VAL_FRACTION``) of each class, chosen by ``--split_seed``
+    (``data.sources.holdout_split``). The split's names, which define it, become the run's
+    ``data.train_split`` / ``data.eval_split`` (recorded in run_config.json with the fraction
+    and seed), so evaluation, export and a resumed run read the same images. A source with
+    split folders refuses ``--val_fraction`` / ``--split_seed``."""
+    from data import sources
+    d = cfg.data
+    if getattr(info, "layout", "splits") != "flat":
+        if d.val_fraction is not None or d.split_seed:
+            raise ConfigError(f"--val_fraction/--split_seed hold out a validation split from a flat "
+                              f"class-folder tree (<class>/<image>); --data={d.source!r} has split "
+                              f"folders ({sorted(info.split_sizes)}): choose the evaluation split "
+                              "with --eval_split instead")
+        return
+    if d.val_fraction is None:
+        d.val_fraction = sources.DEFAULT_VAL_FRACTION
+    try:
+        train_name, val_name = sources.holdout_split_names(d.val_fraction, d.split_seed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if d.train_split not in ("train", train_name) or d.eval_split not in (None, val_name):
+        raise ConfigError(f"--data={d.source!r} is a flat class-folder tree (no split folders): its "
+                          f"splits are held out by --val_fraction/--split_seed; drop --train_split="
+                          f"{d.train_split!r} / --eval_split={d.eval_split!r}")
+    try:
+        n_train, n_val = info.split_sizes[train_name], info.split_sizes[val_name]
+    except ValueError as e:  # a class folder with too few images, a single class
+        raise ConfigError(f"--data={d.source!r}: {e}") from None
+    d.train_split, d.eval_split = train_name, val_name
+    log.info("--data=%s: flat class-folder tree, %d classes; held out %d of %d images for "
+             "validation (--val_fraction=%r, --split_seed=%d, stratified per class)", d.source,
+             info.num_classes or 0, n_val, n_train + n_val, d.val_fraction, d.split_seed)
+
+
 def check_model_dir(model_dir: str, is_chief: bool = True) -> None:
     if not model_dir:
         raise ConfigError("--model_dir is required")
@@ -215,6 +252,7 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
                               f"{list(AUTOAUGMENT_POLICIES)}")
         info = _source_info(d.source)
+        _hold_out_validation(cfg, info)
         if d.eval_split is None:
             try:
                 d.eval_split = data.resolve_eval_split(d.source)
@@ -258,6 +296,11 @@ def _check_resume_compatible(cfg: RunConfig) -> None:
         raise ConfigError(f"--model_dir={cfg.runtime.model_dir!r} holds checkpoints of another model "
                           f"({old.model.name} {old.model_overrides()}, {old.model.num_classes} classes, "
                           f"{old.model.image_size}px); use a new --model_dir to start a new run")
+    if (old.data.val_fraction, old.data.split_seed) != (cfg.data.val_fraction, cfg.data.split_seed):
+        raise ConfigError(f"--model_dir={cfg.runtime.model_dir!r} was trained with --val_fraction="
+                          f"{old.data.val_fraction} --split_seed={old.data.split_seed}; resuming with "
+                          f"{cfg.data.val_fraction} / {cfg.data.split_seed} would change its held-out "
+                          "split: give the run's values or a new --model_dir")
 
 
 # ------------------------------------------------------------------------------ building
