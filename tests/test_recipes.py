@@ -4,9 +4,10 @@
   the paper's input size (Lee et al. 2020, Table 7, as transcribed in
   ../shared/reference/paper-tables.md; record: ``models.TABLE7_PAPER``).
 * ``models.TABLE7_PAPER`` equals that transcription, row by row (when the file is present).
-* The fine-tuning recipe evaluates as the original (clovaai/assembled-cnn
+* The fine-tuning recipes evaluate as the original (clovaai/assembled-cnn
   scripts/finetuning_assemble_on_food101.sh sets no --preprocessing_type, so the default
-  'imagenet': resize the short side to int(224 / 0.875) = 256, central crop 224).
+  'imagenet'; finetuning_vanila_on_food101.sh sets it: resize the short side to
+  int(224 / 0.875) = 256, central crop 224) and have the scripts' optimization settings.
 * The --teacher help names what ``official.train.load_teacher`` accepts.
 """
 import os
@@ -79,14 +80,37 @@ def test_table7_paper_record_equals_the_transcribed_table():
     assert rows == models.TABLE7_PAPER
 
 
-# ------------------------------------------------------------------- fine-tuning recipe
-def test_finetune_recipe_evaluates_with_the_originals_0875_crop():
+# ------------------------------------------------------------------- fine-tuning recipes
+@pytest.mark.parametrize("name", ["finetune", "finetune_food101"])
+def test_finetune_recipe_evaluates_with_the_originals_0875_crop(name):
     from data.preprocessing import eval_sizes
-    cfg = _parse_recipe("finetune_food101")
+    cfg = _parse_recipe(name)
     size = cfg.model.image_size
     assert size == 224
     # The original's default eval preprocessing: short side int(224 / 0.875) = 256, crop 224.
     assert eval_sizes(size, cfg.data.eval_preprocess) == (int(224 / 0.875), 224) == (256, 224)
+
+
+@pytest.mark.parametrize("name", ["finetune", "finetune_food101"])
+def test_finetune_recipes_have_the_original_scripts_settings(name):
+    """Both FGVC scripts of clovaai/assembled-cnn (finetuning_vanila_on_food101.sh and
+    finetuning_assemble_on_food101.sh) pass --batch_size=256 --base_learning_rate=0.01
+    --learning_rate_decay_type=cosine --lr_warmup_epochs=5 --train_epochs=100
+    --bn_momentum=0.966 --weight_decay=0.001 --epochs_between_evals=10 (values typed here from
+    the scripts). The general recipe adds nothing else: no mixing, AutoAugment, label
+    smoothing or DropBlock (the vanilla script has none)."""
+    cfg = _parse_recipe(name)
+    o = cfg.optimization
+    assert (o.batch_size, o.base_learning_rate, o.lr_scaling, o.lr_schedule, o.warmup_epochs,
+            o.epochs) == (256, 0.01, "none", "cosine", 5, 100)
+    assert cfg.model.overrides["bn_momentum"] == 0.966
+    assert (o.weight_decay, o.weight_decay_mode) == (1e-3, "l2_loss")
+    assert cfg.runtime.eval_every_epochs == 10
+    if name == "finetune":
+        r = cfg.regularization
+        assert (r.mixing, r.label_smoothing, cfg.data.autoaugment, r.drop_block_keep_prob) == (
+            "none", 0.0, None, [1.0, 0.9])   # defaults; DropBlock acts only on nets built with it
+        assert cfg.data.val_fraction is None   # flat trees: data.sources.DEFAULT_VAL_FRACTION
 
 
 # ------------------------------------------------------------------- --teacher help

@@ -15,6 +15,13 @@ real programs, in subprocesses:
    This keeps the file inside the suite's time budget (issue 12: make test under 20 minutes
    on 2 cores).
 
+The general fine-tuning recipe (``finetune``) runs as a user runs it on their own photos: on a
+flat class-folder tree (the same 60 images under folders named after the classes, no split
+folders), warm-started from E1's run (the same network, ResNet-50-D); its run holds out 1 image
+per class (``--val_fraction`` 0.1 of 6, rounded, at least 1), and ``official.evaluate``
+reads the run's held-out split from the folder. Checked as well: after its first step (LR 0
+at the start of the warm-up) every trainable non-head weight equals E1's.
+
 Offline distillation (E7-E12) reads TFRecords whose teacher logits ``data.build_tfrecords``
 wrote from a teacher this test trains and exports itself (the smoke recipe's run). The
 online-distillation ablation row uses the ablation E0 run as its teacher, as the ablation
@@ -147,6 +154,8 @@ def _recipes():
                         data="tfrecords" if offline else "subset",
                         deps=["tfrecords"] if offline else []))
     r.append(Recipe("smoke", [CONFIGS / "smoke.cfg"], big_little=False))
+    r.append(Recipe("finetune", [CONFIGS / "finetune.cfg"], big_little=False, data="flat",
+                    deps=["E1/train2"], init_from="E1"))
     r.append(Recipe("finetune_food101", [CONFIGS / "finetune_food101.cfg"], big_little=True,
                     deps=["E11/train2"], init_from="E11"))
     r.append(Recipe("mini_cifar", [CONFIGS / "E0.cfg", abl / "mini_cifar.cfg"], big_little=False))
@@ -161,7 +170,8 @@ def _recipes():
 
 RECIPES = {r.name: r for r in _recipes()}
 PRIORITY = ["smoke", "mini_cifar", "mini_jax_gpu", "mini_E11", "E11", "E12", "E9", "E10",
-            "finetune_food101"]
+            "finetune_food101", "E1", "finetune"]
+FLAT_VAL = 10   # finetune's held-out split: 1 of the 6 images of each of the 10 classes
 
 
 def test_every_packaged_recipe_is_covered():
@@ -245,12 +255,26 @@ def _make_subset(dst):
     return dst
 
 
+def _make_flat(subset, dst):
+    """The subset's 60 images as a user's folder: ``<class name>/<image>`` (names from
+    classes.csv, underscores as spaces), no split folders."""
+    import csv
+    names = {r["wnid"]: r["name"].replace("_", " ") for r in csv.DictReader(open(subset / "classes.csv"))}
+    for split in ("train", "val"):
+        for f in sorted((subset / split).glob("*/*")):
+            out = dst / names[f.parent.name] / f.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, out)
+    return dst
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipes")
     subset = _make_subset(root / "subset")
     write_npz(subset, root / "mini.npz", n_train=40, n_eval=20)
-    sources = {"subset": subset, "tfrecords": root / "tfrecords", "npz": f"npz:{root / 'mini.npz'}"}
+    sources = {"subset": subset, "tfrecords": root / "tfrecords", "npz": f"npz:{root / 'mini.npz'}",
+               "flat": _make_flat(subset, root / "flat")}
     py = sys.executable
     jobs = _Jobs(root, workers=max(2, min(3, os.cpu_count() or 2)))
     evaluated_by = {}   # evaluation key -> the first recipe (file order) that has it
@@ -282,7 +306,8 @@ def runs(tmp_path_factory):
             eval_data = subset if r.data == "npz" else sources[r.data]
             jobs.add(f"{name}/evaluate", [py, "-m", "official.evaluate", f"--model_dir={run_dir}",
                                           f"--data={eval_data}", "--split=val" if r.data == "npz" else "",
-                                          "--max_examples=8", f"--batch_size={BATCH}",
+                                          "" if r.data == "flat" else "--max_examples=8",
+                                          f"--batch_size={BATCH}",
                                           "--benchmark_steps=1", "--no_progress", "--no_plots",
                                           f"--output_dir={root / 'eval' / name}"],
                      deps=[f"{name}/train2"])
@@ -354,7 +379,8 @@ def test_recipe_runs_end_to_end(runs, name):
     rep_split = json.load(open(root / "runs" / rep.name / "run_config.json"))["data"]["eval_split"]
     split = "val" if rep.data == "npz" else rep_split
     ev = json.load(open(root / "eval" / rep.name / f"eval-{split}.json"))
-    assert 0.0 <= ev["top1"] <= 1.0 and ev["details"]["num_examples"] == 8
+    assert 0.0 <= ev["top1"] <= 1.0
+    assert ev["details"]["num_examples"] == (FLAT_VAL if rep.data == "flat" else 8)
     assert ev["details"]["eval_preprocess"] == cfg["data"]["eval_preprocess"]
     meta = json.load(open(root / "export" / r.evaluated_by / "export_metadata.json"))
     assert meta["crop_size"] == size and meta["eval_preprocess"] == cfg["data"]["eval_preprocess"]
@@ -383,3 +409,53 @@ def test_offline_teacher_logits_come_from_the_exported_teacher(runs):
         np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-4)
         n += 1
     assert n == 3
+
+
+def test_finetune_on_a_flat_folder_holds_out_and_warm_starts(runs):
+    """``--flagfile=finetune --data=<flat folder> --init_checkpoint=<E1 run>``: the run
+    recorded the held-out split (1 of 6 images per class: 50 to train on, 10 held out; class
+    names from the folders), the trainer and ``official.evaluate`` evaluated on those 10
+    images, and the first step started from E1's weights: the recipe's warm-up starts at LR 0,
+    so after step 1 every trainable variable but the classifier equals E1's latest checkpoint
+    exactly (the BN moving statistics took one update; the classifier is new)."""
+    import csv
+    import keras
+    from official import checkpoints
+    root, jobs = runs
+    for job in ("finetune/train1", "finetune/train2", "finetune/evaluate"):
+        jobs.check(job)
+    run_dir = root / "runs" / "finetune"
+    cfg = json.load(open(run_dir / "run_config.json"))["data"]
+    assert (cfg["val_fraction"], cfg["split_seed"]) == (0.1, 0)
+    assert (cfg["train_split"], cfg["eval_split"]) == ("train[val_fraction=0.1,seed=0]",
+                                                       "val[val_fraction=0.1,seed=0]")
+    assert (cfg["num_train_examples"], cfg["num_eval_examples"]) == (60 - FLAT_VAL, FLAT_VAL)
+    names = sorted(r["name"].replace("_", " ")
+                   for r in csv.DictReader(open(root / "subset" / "classes.csv")))
+    assert cfg["class_names"] == names and "English springer" in names
+    ev = json.load(open(root / "eval" / "finetune" / f"eval-{cfg['eval_split']}.json"))
+    assert ev["details"]["num_examples"] == FLAT_VAL
+
+    state = json.load(open(run_dir / "checkpoints" / "ckpt-000000001" / "state.json"))
+    assert state["learning_rate"] > 0.0   # LR after step 1; step 1 itself ran at LR(0) = 0
+    source, _ = checkpoints.restore_model(str(root / "runs" / "E1"), "latest")
+    tuned, _ = checkpoints.restore_model(str(run_dir), str(run_dir / "checkpoints" / "ckpt-000000001"))
+    src = {w.path: keras.ops.convert_to_numpy(w.value) for w in source.weights}
+    head = [w.path for w in tuned.weights if w.path.split("/")[0] == "logits"]
+    assert head
+    compared = 0
+    for w in tuned.trainable_weights:
+        if w.path in head:
+            continue
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(w.value), src[w.path], err_msg=w.path)
+        compared += 1
+    assert compared == len(source.trainable_weights) - len(head)
+    # E1's latest weights are not what any run with the same seed starts from: E1's own first
+    # step also ran at LR 0, so its ckpt-1 is that initialization, and its step 2 moved it
+    first, _ = checkpoints.restore_model(str(root / "runs" / "E1"), str(root / "runs" / "E1" / "checkpoints"
+                                                                         / "ckpt-000000001"))
+    moved = sum(not np.array_equal(keras.ops.convert_to_numpy(w.value), src[w.path])
+                for w in first.trainable_weights if w.path not in head)
+    assert moved > compared // 2, (moved, compared)
+    kernel = [w for w in tuned.trainable_weights if w.path in head and w.path.endswith("kernel")][0]
+    assert not np.array_equal(keras.ops.convert_to_numpy(kernel.value), src[kernel.path])
