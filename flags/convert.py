@@ -5,12 +5,12 @@
 model-group flags of the same names."""
 from absl import flags
 
+# The architectures official.convert maps (models registry name == timm name), defined with
+# the mapping in models/timm_weights.py (light: NumPy only, no Keras import).
+from models.timm_weights import TIMM_ARCHS, TORCHVISION_ARCHS  # noqa: E402
+
 REQUIRED = ("source", "arch", "checkpoint", "output")
-# The architectures official.convert maps (models registry name == timm name).
 SOURCES = ("timm", "torchvision")
-TIMM_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-              "resnet50d", "resnet101d", "resnet152d", "seresnet50", "resnetblur50")
-TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def define(flag_values: flags.FlagValues) -> None:

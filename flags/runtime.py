@@ -4,6 +4,7 @@ from absl import flags
 FIELDS = {
     "model_dir": "runtime.model_dir",
     "init_checkpoint": "runtime.init_checkpoint",
+    "weights": "runtime.init_checkpoint",  # synonym of --init_checkpoint (official.train checks they agree)
     "checkpoint_every_steps": "runtime.checkpoint_every_steps",
     "keep_checkpoints": "runtime.keep_checkpoints",
     "eval_every_epochs": "runtime.eval_every_epochs",
@@ -21,6 +22,13 @@ def define():
     flags.DEFINE_string("model_dir", None, "Run directory: run_config.json, checkpoints, TensorBoard.")
     flags.DEFINE_string("init_checkpoint", None,
                         "Warm start (fine-tuning): a run dir, checkpoint dir or .weights.h5; all but the head.")
+    flags.DEFINE_string("weights", None,
+                        "Warm start (fine-tuning), all but the head, from: a run or checkpoint dir, "
+                        ".weights.h5 (+ the JSON official.convert writes), .keras, a timm state dict "
+                        "(.safetensors/.pth/.bin) or a timm name (resnet50d, timm/resnet50d.ra2_in1k; "
+                        "downloaded). The weights' network, normalization, image size and eval "
+                        "preprocessing are used unless given; a contradicting flag is an error. "
+                        "Synonym of --init_checkpoint.")
     flags.DEFINE_integer("checkpoint_every_steps", None, "Checkpoint period in steps (plus every epoch end).")
     flags.DEFINE_integer("keep_checkpoints", None, "Keep the last K checkpoints (plus the best).")
     flags.DEFINE_float("eval_every_epochs", None, "Evaluate every N epochs (and at the end); 0 = only at the end.")

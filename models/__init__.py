@@ -7,7 +7,8 @@ See ``docs/MODELS.md`` for every variant, its parameter count and what it is.
 
 Public API::
 
-    build_model(name, num_classes=1000, input_shape=(224, 224, 3), **overrides) -> keras.Model
+    build_model(name, num_classes=1000, input_shape=(224, 224, 3), weights=None, **overrides)
+        -> keras.Model (weights: a run, a weights file or a timm name; models/pretrained.py)
     list_models() -> list[str]
     get_model_config(name, **overrides) -> ResNetConfig | MobileNetConfig
     set_drop_block_keep_prob(model, keep_prob)
@@ -210,7 +211,8 @@ def build_from_config(cfg, num_classes=1000, input_shape=(224, 224, 3), name=Non
     return build_mobilenet_v1(cfg, num_classes, shape, name=name or "mobilenet_v1")
 
 
-def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), **overrides):
+def build_model(name: str, num_classes=None, input_shape=(224, 224, 3), weights=None,
+                **overrides):
     """Builds variant ``name`` as a functional ``keras.Model``.
 
     Input: preprocessed float images NHWC ``input_shape``. Output: float32 logits from the
@@ -218,9 +220,27 @@ def build_model(name: str, num_classes: int = 1000, input_shape=(224, 224, 3), *
     pooling layer, ``embedding`` exists when ``embedding_dim > 0``, ``stage{1..4}_output``
     mark the stage outputs. Raises ``ValueError`` for unknown names (listing the valid ones)
     and invalid arguments / overrides (naming the argument).
+
+    ``num_classes``: default 1000, or the class count of ``weights``.
+
+    ``weights``: a run or checkpoint directory, ``.weights.h5`` (with the JSON that
+    ``official.convert`` writes beside it), ``.keras``, a timm / torchvision state dict
+    (``.safetensors``, ``.pth``, ``.bin``) or a timm hub name (``"resnet50d"``,
+    ``"timm/resnet50d.ra2_in1k"``, downloaded with ``huggingface_hub``); see
+    :mod:`models.pretrained`. The weights must belong to this network (compared as configs:
+    ``table7_e1`` accepts ``resnet50d`` weights; another network raises
+    :class:`models.pretrained.WeightsError`, a ``ValueError`` naming the file). Their overrides
+    are used when none are given. A ``num_classes`` other than the weights' keeps a freshly
+    initialized ``logits`` head (fine-tuning). The preprocessing the weights expect (timm:
+    ``mean_std``) is in ``models.pretrained.resolve(weights).preprocessing()``; the programs
+    apply it themselves.
     """
+    if weights is not None:
+        from models import pretrained
+        return pretrained.build_with_weights(name, num_classes, input_shape, weights, overrides)
     cfg = get_model_config(name, **overrides)
-    return build_from_config(cfg, num_classes, input_shape, name=name)
+    return build_from_config(cfg, 1000 if num_classes is None else num_classes, input_shape,
+                             name=name)
 
 
 def drop_block_layers(model) -> list:

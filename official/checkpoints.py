@@ -253,6 +253,125 @@ def restore_model(model_dir: str, which: str = "latest", ema: bool = False):
     return model, config
 
 
+# ----------------------------------------------------------------------------- --weights
+def config_from_weights(info, flag: str = "--weights") -> RunConfig:
+    """The :class:`RunConfig` of weights without a run (``models.pretrained.WeightsInfo``):
+    network, classes and evaluation preprocessing from the metadata that travels with them.
+    Raises ``ValueError`` naming ``flag`` and the file when the architecture or the
+    normalization is unknown (guessing the normalization would give silently wrong
+    predictions)."""
+    from official.config import DataConfig, ModelConfig
+    if info.run_config is not None:
+        return RunConfig.from_dict(info.run_config)
+    if not info.arch:
+        raise ValueError(f"{flag} {info.spec!r} does not say which network it holds: put a JSON "
+                         f"beside it ({_sidecar_name(info.path)}: {{\"model\": NAME, "
+                         "\"normalization\": \"mean\" or \"mean_std\"}), name a state dict "
+                         "after its timm architecture (resnet50d.safetensors), or use the run "
+                         "directory it comes from")
+    if not info.normalization:
+        raise ValueError(f"{flag} {info.spec!r} ({info.arch}) does not say which input "
+                         "normalization it was trained with: add \"normalization\": \"mean\" "
+                         f"(this project's runs) or \"mean_std\" (timm/torchvision) to "
+                         f"{info.metadata_from or _sidecar_name(info.path)}")
+    return RunConfig(
+        model=ModelConfig(name=info.arch, overrides=dict(info.overrides),
+                          num_classes=info.num_classes, image_size=int(info.image_size or 224)),
+        data=DataConfig(normalization=info.normalization,
+                        eval_preprocess=info.eval_preprocess or "imagenet",
+                        class_names=list(info.class_names) if info.class_names else None))
+
+
+def _sidecar_name(path: str) -> str:
+    for ext in (".weights.h5", ".keras", ".safetensors", ".pth", ".pt", ".bin", ".npz"):
+        if path.endswith(ext):
+            return path[: -len(ext)] + ".json"
+    return path + ".json"
+
+
+def restore_weights(spec: str, which: str = "latest", flag: str = "--weights"):
+    """``(keras.Model, RunConfig, WeightsInfo)`` for any weights PATH (a run directory, a
+    checkpoint directory, ``.weights.h5`` + JSON, ``.keras``, a timm state dict or hub name;
+    :mod:`models.pretrained`). A run directory is restored by :func:`restore_model` (``which``
+    applies); otherwise the network is built with free spatial dims from the weights'
+    metadata (:func:`config_from_weights`), whose preprocessing the returned config carries.
+    Raises ``ValueError`` / ``FileNotFoundError`` naming ``flag`` and the file."""
+    from models import pretrained
+    info = pretrained.resolve(spec, what=flag)
+    if info.kind == "saved_model":
+        raise ValueError(f"{flag} {spec!r} is a SavedModel (a serving graph, not Keras weights): "
+                         "evaluate or export the run directory it came from (official.predict "
+                         "takes SavedModels)")
+    if info.kind == "run":
+        model, config = restore_model(spec, which)
+        return model, config, info
+    if info.kind == "keras":
+        import keras
+        model = keras.saving.load_model(info.path, compile=False)
+        if not info.arch:
+            info.arch = model.name if model.name in _model_names() else None
+        info.num_classes = info.num_classes or int(model.outputs[0].shape[-1])
+        config = config_from_weights(info, flag)
+        return model, config, info
+    config = config_from_weights(info, flag)
+    model = build_model_from_config(config)
+    pretrained.load_into(model, info, what=flag)
+    if config.model.num_classes is None:
+        config.model.num_classes = int(model.outputs[0].shape[-1])
+    return model, config, info
+
+
+def apply_weights_metadata(config: RunConfig, explicit=None, flag: str = "--weights"):
+    """Makes a training config agree with the weights it warm-starts from
+    (``config.runtime.init_checkpoint``, given as ``--weights`` or ``--init_checkpoint``).
+
+    The weights' metadata (:mod:`models.pretrained`: the converter's JSON, a run's
+    ``run_config.json``, timm's pretrained config) is applied to the settings NOT in
+    ``explicit`` (the flags given on the command line or in a flag file): ``--model`` and
+    ``--model_overrides`` (the network), ``--normalization``, and for timm / torchvision
+    weights ``--image_size`` and ``--eval_preprocess`` (their pretraining's; a run's sizes
+    were its recipe's choice and are not inherited). A given setting that contradicts the weights raises ``ValueError``
+    naming the flag and the file: another network (``--model``), another normalization
+    (training timm weights on mean-subtracted inputs would silently lose accuracy). The class
+    count may differ (fine-tuning: a fresh head). ``explicit=None`` (Python callers): every
+    setting counts as given, so nothing is changed, only checked. Returns ``(config, info)``;
+    ``info`` is None without warm start."""
+    spec = config.runtime.init_checkpoint
+    if not spec:
+        return config, None
+    from models import pretrained
+    given = (lambda name: True) if explicit is None else (lambda name: name in explicit)
+    info = pretrained.resolve(spec, what=flag, name_hint=config.model.name)
+    if info.kind == "saved_model":
+        raise ValueError(f"{flag} {spec!r} is a SavedModel (a serving graph): warm-start from the "
+                         "run directory it was exported from, or from a weights file")
+    if info.arch and not given("model") and not given("model_overrides"):
+        config.model.name = info.arch
+        config.model.overrides = dict(info.overrides)
+    if info.arch:
+        pretrained.check_same_network(info, config.model.name, config.model_overrides(),
+                                      what=flag, flag="--model")
+    if info.normalization and info.normalization != config.data.normalization:
+        if given("normalization"):
+            raise ValueError(
+                f"--normalization={config.data.normalization} contradicts {flag} {spec!r}: the "
+                f"weights expect normalization {info.normalization!r} (says "
+                f"{info.metadata_from}); drop --normalization (it is then taken from the "
+                f"weights) or pass --normalization={info.normalization}")
+        config.data.normalization = info.normalization
+    if info.source != "ours":  # a run's sizes were its recipe's choice, not the weights'
+        if info.image_size and not given("image_size"):
+            config.model.image_size = int(info.image_size)
+        if info.eval_preprocess and not given("eval_preprocess"):
+            config.data.eval_preprocess = info.eval_preprocess
+    return config, info
+
+
+def _model_names():
+    import models
+    return models.list_models()
+
+
 # ----------------------------------------------------------------------------- fine-tuning
 def _is_head(path: str, head_layers=HEAD_LAYERS) -> bool:
     return path.split("/")[0] in head_layers
@@ -278,18 +397,43 @@ def _h5_num_classes(weights_file: str, model) -> Optional[int]:
         return int(f[key].shape[-1]) if key in f else None
 
 
+def _is_plain_ours(path: str) -> bool:
+    """A run directory, a checkpoint directory or a ``.weights.h5`` without the converter's
+    JSON: the formats :func:`warm_start` reads itself (everything else goes through
+    :mod:`models.pretrained`)."""
+    if os.path.isdir(path):
+        return (os.path.exists(os.path.join(path, RUN_CONFIG))
+                or os.path.exists(os.path.join(path, WEIGHTS)))
+    return path.endswith(".weights.h5") and not os.path.exists(path[: -len(".weights.h5")] + ".json")
+
+
 def warm_start(model, init_checkpoint: str, config: Optional[RunConfig] = None,
-               head_layers=HEAD_LAYERS) -> List[str]:
+               head_layers=HEAD_LAYERS, flag: str = "--init_checkpoint") -> List[str]:
     """Copies every non-head weight (BN moving statistics included) from ``init_checkpoint``.
 
-    ``init_checkpoint``: a run directory (its latest checkpoint), a checkpoint directory or a
-    ``.weights.h5`` file of the same architecture. The classifier head (layers named in
-    ``head_layers``) keeps its fresh initialization, as in the paper's fine-tuning
-    (``--pretrained_model_checkpoint_path`` restores everything but the logits layer).
-    Raises ``ValueError`` listing the mismatched variables. Returns the copied paths.
+    ``init_checkpoint`` (``--weights`` / ``--init_checkpoint``): a run directory (its latest
+    checkpoint), a checkpoint directory or a ``.weights.h5`` file of the same architecture,
+    or any weights :mod:`models.pretrained` reads (a converted ``.weights.h5`` with its JSON,
+    ``.keras``, a timm ``.safetensors`` / ``.pth`` state dict, a timm hub name such as
+    ``resnet50d``). The classifier head (layers named in ``head_layers``) keeps its fresh
+    initialization, as in the paper's fine-tuning (``--pretrained_model_checkpoint_path``
+    restores everything but the logits layer). Raises ``ValueError`` listing the mismatched
+    variables, or naming the weights and ``--model`` when they hold another network.
+    Returns the copied paths.
     """
     if os.path.isdir(init_checkpoint) and os.path.exists(os.path.join(init_checkpoint, RUN_CONFIG)):
         source, _ = restore_model(init_checkpoint, "latest")
+    elif not _is_plain_ours(init_checkpoint) and config is not None:
+        from models import pretrained
+        info = pretrained.resolve(init_checkpoint, what=flag, name_hint=config.model.name)
+        pretrained.check_same_network(info, config.model.name, config.model_overrides(),
+                                      what=flag, flag="--model")
+        if info.kind == "keras":
+            import keras
+            source = keras.saving.load_model(info.path, compile=False)
+        else:
+            source = build_model_from_config(config, info.num_classes or config.model.num_classes)
+            pretrained.load_into(source, info, what=flag)
     else:
         if os.path.isdir(init_checkpoint):
             weights_file = os.path.join(init_checkpoint, WEIGHTS)

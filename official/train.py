@@ -225,9 +225,16 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
     if o.batch_size <= 0:
         errors.append("--batch_size must be positive")
     if cfg.runtime.init_checkpoint and not os.path.exists(cfg.runtime.init_checkpoint):
-        errors.append(f"--init_checkpoint={cfg.runtime.init_checkpoint!r} does not exist")
+        from models.timm_weights import parse_timm_name
+        if parse_timm_name(cfg.runtime.init_checkpoint) is None:  # else: a timm hub name
+            errors.append(f"--weights/--init_checkpoint={cfg.runtime.init_checkpoint!r} does not "
+                          "exist and is not a timm name (e.g. resnet50d)")
     if errors:
         raise ConfigError("invalid training configuration:\n  " + "\n  ".join(errors))
+    try:  # the warm-start weights' network and normalization must be this run's (checked only)
+        ckpt_lib.apply_weights_metadata(cfg, None)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(str(e)) from e
     try:
         import models
         names = models.list_models()
@@ -578,8 +585,30 @@ def _flags_parser(argv):
         sys.exit(2)
 
 
+# Settings the warm-start weights' metadata fills when not given (--weights).
+WEIGHTS_METADATA_FLAGS = ("model", "model_overrides", "normalization", "image_size",
+                          "eval_preprocess")
+
+
 def config_from_flags() -> RunConfig:
-    return assemble_flags.build_run_config(FLAGS)
+    """The run config from the flags; with ``--weights`` / ``--init_checkpoint``, the weights'
+    network, normalization, image size and eval preprocessing where no flag (command line or
+    flag file) gave them (``official.checkpoints.apply_weights_metadata``)."""
+    w, ic = FLAGS["weights"].value, FLAGS["init_checkpoint"].value
+    if w and ic and w != ic:
+        raise ConfigError(f"--weights={w!r} and --init_checkpoint={ic!r} are the same setting "
+                          "(warm start); give one")
+    cfg = assemble_flags.build_run_config(FLAGS)
+    if w or ic:
+        explicit = {n for n in WEIGHTS_METADATA_FLAGS if FLAGS[n].present}
+        try:
+            cfg, info = ckpt_lib.apply_weights_metadata(cfg, explicit,
+                                                        "--weights" if w else "--init_checkpoint")
+        except (ValueError, FileNotFoundError) as e:
+            raise ConfigError(str(e)) from e
+        if info is not None and info.source != "ours":  # theirs: image size/eval crop too
+            log.info("--weights %s: %s", w or ic, info.describe())
+    return cfg
 
 
 def main(argv):
