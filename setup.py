@@ -40,6 +40,7 @@ setup(
             "assemble-train=official.train:run",
             "assemble-evaluate=official.evaluate:run",
             "assemble-export=official.export:run",
+            "assemble-predict=official.predict:run",
             "assemble-summary=official.summary:run",
         ]
     },

@@ -20,7 +20,7 @@ parse, not into the global ``absl.flags.FLAGS`` that the trainer uses. So
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, List, Optional, Sequence, Type
+from typing import Callable, Iterable, List, Mapping, Optional, Sequence, Type
 
 from absl import flags
 
@@ -61,7 +61,8 @@ def _wants_help(args: Sequence[str]) -> bool:
 
 def parse(define: Callable[[flags.FlagValues], None], argv: Optional[Iterable[str]] = None,
           *, prog: str, usage: Optional[str] = None, required: Sequence[str] = (),
-          error: Type[Exception] = UsageError) -> flags.FlagValues:
+          error: Type[Exception] = UsageError, alternatives: Optional[Mapping[str, str]] = None,
+          positional: bool = False):
     """Defines the program's flags (``define(flag_values)``) into a fresh ``FlagValues``
     and parses ``argv`` (the arguments without the program name; default
     ``sys.argv[1:]``) into it, flag files included.
@@ -69,6 +70,9 @@ def parse(define: Callable[[flags.FlagValues], None], argv: Optional[Iterable[st
     ``--help`` (``-h``, ``--helpfull``) prints :func:`help_text` to stdout and raises
     ``SystemExit(0)``. Unknown flags, bad values, positional arguments and missing
     ``required`` flags raise ``error`` (a one-line message naming the flag).
+    ``alternatives``: ``{required flag: another flag that can replace it}`` (``{"model_dir":
+    "weights"}``): either satisfies the requirement, both at once is an error.
+    ``positional=True``: positional arguments are allowed and returned: ``(fv, [args])``.
     """
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
     if any(not isinstance(a, str) for a in args):
@@ -84,11 +88,18 @@ def parse(define: Callable[[flags.FlagValues], None], argv: Optional[Iterable[st
         raise error(f"{e} (see {prog} --help)") from None
     except ValueError as e:  # e.g. --noFLAG=value
         raise error(f"{e} (see {prog} --help)") from None
-    if len(rest) > 1:
+    if len(rest) > 1 and not positional:
         raise error(f"unexpected arguments {rest[1:]}: {prog} takes only flags "
                     f"(see {prog} --help)")
-    missing = [f"--{name}" for name in required if fv[name].value in (None, "")]
+    alternatives = dict(alternatives or {})
+    given = lambda name: fv[name].value not in (None, "")  # noqa: E731
+    for name, other in alternatives.items():
+        if given(name) and given(other):
+            raise error(f"give --{name} or --{other}, not both (see {prog} --help)")
+    missing = [f"--{name}" + (f" (or --{alternatives[name]})" if name in alternatives else "")
+               for name in required
+               if not given(name) and not (name in alternatives and given(alternatives[name]))]
     if missing:
         raise error(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required "
                     f"(see {prog} --help)")
-    return fv
+    return (fv, list(rest[1:])) if positional else fv

@@ -79,6 +79,7 @@ import numpy as np
 
 import flags.evaluate as evaluate_flags
 from flags import cli
+from flags import run_dir as run_dir_flags
 from flags import runtime as runtime_flags
 from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
 
@@ -284,24 +285,55 @@ def _check_run_dir(model_dir: str) -> None:
                               "saved configuration)")
 
 
-def restore(model_dir: str, which: str, dtype: Optional[str] = None):
-    """``(model, run_config, checkpoint_dir)``, with clear errors for a bad run directory."""
-    _check_run_dir(model_dir)
+def weights_output_dir(info) -> str:
+    """Where files about weights without a run go by default: beside a local weights file,
+    else (a timm hub name, whose file sits in the Hugging Face cache) ``./<name>`` here."""
+    if info.kind in ("run", "checkpoint"):
+        return os.path.dirname(info.path)
+    if info.hub_repo is None and os.path.exists(info.spec):
+        return os.path.dirname(os.path.abspath(info.path)) or "."
+    return os.path.abspath(re.sub(r"[^A-Za-z0-9_.-]+", "_", info.spec))
+
+
+def restore(model_dir: Optional[str], which: str, dtype: Optional[str] = None,
+            weights: Optional[str] = None):
+    """``(model, run_config, checkpoint_dir)``, with clear errors for a bad run directory.
+
+    ``weights`` (``--weights``, instead of ``--model_dir``): any weights PATH of
+    :func:`official.checkpoints.restore_weights` (a run or checkpoint directory, a converted
+    ``.weights.h5`` with its JSON, ``.keras``, a timm state dict or hub name); the network
+    and the evaluation preprocessing come from the metadata that travels with the weights.
+    ``checkpoint_dir`` is then the default output folder (:func:`weights_output_dir`)."""
+    if model_dir and weights:
+        raise EvaluationError(f"give --model_dir ({model_dir!r}) or --weights ({weights!r}), "
+                              "not both")
+    if not model_dir and not weights:
+        raise EvaluationError("--model_dir or --weights is required")
+    if model_dir:
+        _check_run_dir(model_dir)
     import keras
     from official import checkpoints
-    ckpt = checkpoints.checkpoint_path(model_dir, which)
-    if ckpt is None:
-        raise EvaluationError(f"--model_dir {model_dir!r} has no {which!r} checkpoint "
-                              f"(looked in {os.path.join(model_dir, checkpoints.CKPT_DIR)})")
+    ckpt = None
+    if model_dir:
+        ckpt = checkpoints.checkpoint_path(model_dir, which)
+        if ckpt is None:
+            raise EvaluationError(f"--model_dir {model_dir!r} has no {which!r} checkpoint "
+                                  f"(looked in {os.path.join(model_dir, checkpoints.CKPT_DIR)})")
     if dtype and dtype not in DTYPE_POLICIES:
         raise EvaluationError(f"--dtype {dtype!r}: use one of fp32, bf16, fp16")
     previous_policy = keras.config.dtype_policy()
     try:
         if dtype:  # the model is built under the policy; the caller's global one comes back
             keras.config.set_dtype_policy(DTYPE_POLICIES[dtype])
-        model, config = checkpoints.restore_model(model_dir, which)
-    except (ValueError, FileNotFoundError) as e:
-        raise EvaluationError(f"cannot restore {model_dir!r} ({which}): {e}") from e
+        if model_dir:
+            model, config = checkpoints.restore_model(model_dir, which)
+        else:
+            model, config, info = checkpoints.restore_weights(weights, which)
+            ckpt = (checkpoints.checkpoint_path(weights, which) if info.kind == "run"
+                    else weights_output_dir(info))
+            logger.info("--weights %s: %s", weights, info.describe())
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        raise EvaluationError(f"cannot restore {model_dir or weights!r} ({which}): {e}") from e
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return model, config, ckpt
@@ -566,15 +598,17 @@ def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int]
     return summary
 
 
-def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str = "latest",
+def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, which: str = "latest",
              batch_size: Optional[int] = None, dtype: Optional[str] = None,
              corruptions: Optional[str] = None, severities="1..5", seed: int = 0,
              corruption_dir: Optional[str] = None, baseline_errors: Optional[str] = None,
              output_dir: Optional[str] = None, max_examples: Optional[int] = None,
              benchmark_steps: int = 10, progress: bool = True, plots: bool = True,
              retrieval: bool = False, retrieval_metric: str = "cosine",
-             retrieval_zero_shot_classes: Optional[int] = None) -> Dict[str, Any]:
-    """Runs the evaluation and writes its files; returns the result dict (see module doc)."""
+             retrieval_zero_shot_classes: Optional[int] = None,
+             weights: Optional[str] = None) -> Dict[str, Any]:
+    """Runs the evaluation and writes its files; returns the result dict (see module doc).
+    ``weights`` (``--weights``) replaces ``model_dir``: see :func:`restore`."""
     if retrieval_metric not in ("cosine", "euclidean"):
         raise EvaluationError(f"--retrieval_metric must be cosine or euclidean, got "
                               f"{retrieval_metric!r}")
@@ -591,7 +625,7 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
     if baseline_errors and baseline_errors.strip().lower() != "alexnet":
         load_baseline_errors(baseline_errors)  # fail early, before the long work
 
-    model, config, ckpt_dir = restore(model_dir, which, dtype)
+    model, config, ckpt_dir = restore(model_dir, which, dtype, weights=weights)
     num_classes = _num_classes(model)
     info = _check_source(data, num_classes, config.data.label_offset)
     if split is None:
@@ -615,7 +649,8 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
                batch_size)
     total = _num_batches(info.split_sizes.get(split), batch_size, max_examples)
     predict = _Predictor(model)
-    logger.info("evaluating %s (%s) on %s/%s", model_dir, os.path.basename(ckpt_dir), data, split)
+    logger.info("evaluating %s (%s) on %s/%s", model_dir or weights, os.path.basename(ckpt_dir),
+                data, split)
     metrics, first_batch, loop_seconds = evaluate_clean(predict, ds, num_classes, max_examples,
                                                         total, progress)
     if metrics.count == 0:
@@ -632,7 +667,8 @@ def evaluate(model_dir: str, data: str, split: Optional[str] = None, which: str 
 
     class_names = list(info.class_names) if info.class_names else config.data.class_names
     details: Dict[str, Any] = {
-        "model_dir": os.path.abspath(model_dir),
+        "model_dir": os.path.abspath(model_dir) if model_dir else None,
+        "weights": weights,
         "checkpoint": os.path.abspath(ckpt_dir),
         "which": which,
         "model": config.model.name,
@@ -741,7 +777,8 @@ def parse_args(argv: Optional[List[str]] = None):
     ``.model_dir``, ``.data``, ...). ``--flagfile=FILE`` works; ``--help`` prints the flags
     and exits; bad flags raise :class:`EvaluationError` naming the flag."""
     return cli.parse(evaluate_flags.define, argv, prog=PROG, usage=__doc__,
-                     required=evaluate_flags.REQUIRED, error=EvaluationError)
+                     required=evaluate_flags.REQUIRED,
+                     alternatives=run_dir_flags.ALTERNATIVES, error=EvaluationError)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -760,7 +797,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                       benchmark_steps=args.benchmark_steps, progress=not args.no_progress,
                       plots=not args.no_plots, retrieval=args.retrieval,
                       retrieval_metric=args.retrieval_metric,
-                      retrieval_zero_shot_classes=args.retrieval_zero_shot_classes)
+                      retrieval_zero_shot_classes=args.retrieval_zero_shot_classes,
+                      weights=args.weights)
     sys.stderr.flush()
     print(json.dumps(result, sort_keys=True, default=_json_default), flush=True)
     return result

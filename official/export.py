@@ -4,6 +4,7 @@ Usage::
 
     python -m official.export --model_dir RUN --export_dir OUT [--which latest|best] \
         [--max_pixels 50000000] [--top_k 5] [--tflite] [--overwrite]
+    python -m official.export --weights resnet50d.weights.h5 --export_dir OUT   # no run
 
 (also installed as ``assemble-export``.) An absl program: flags in ``flags/export.py`` (the
 run-directory flags ``--model_dir``, ``--which`` in ``flags/run_dir.py``); ``--flagfile=FILE``
@@ -38,8 +39,10 @@ object):
 
 Outputs of both: ``logits`` float32 ``[B, K]``, ``probabilities`` (softmax) ``[B, K]``,
 ``class_ids`` int32 ``[B]`` (argmax), ``top_k_values`` float32 ``[B, k]`` and
-``top_k_indices`` int32 ``[B, k]`` (probabilities; ``k = min(--top_k, K)``), and
-``embedding`` ``[B, D]`` when the model has an ``embedding`` layer.
+``top_k_indices`` int32 ``[B, k]`` (probabilities; ``k = min(--top_k, K)``), the class names
+as strings, ``class_name`` ``[B]`` (of ``class_ids``) and ``top_k_class_names`` ``[B, k]``
+(the run's ``class_names``, or ``"0" .. "K-1"`` when it recorded none; a server needs no side
+file), and ``embedding`` ``[B, D]`` when the model has an ``embedding`` layer.
 
 Agreement with Keras (checked after writing, in this process, and by
 ``tests/test_export.py`` in a fresh process): ``max |logits_savedmodel - logits_keras| <=
@@ -79,6 +82,7 @@ import numpy as np
 
 import flags.export as export_flags
 from flags import cli
+from flags import run_dir as run_dir_flags
 from flags.export import DEFAULT_MAX_PIXELS, DEFAULT_TOP_K
 
 LOGITS_TOLERANCE = 1e-4  # relative to max(1, max |logits|)
@@ -118,17 +122,30 @@ def float_model(model, config):
     return keras.Model(net.input, outputs, name=f"{net.name}_serving"), free
 
 
-def _head(outputs, top_k):
+def class_name_list(config, num_classes: int) -> List[str]:
+    """The run's class names (``data.class_names``), or ``"0" .. "K-1"`` when it has none (or
+    a list of another length), for the string outputs."""
+    names = config.data.class_names
+    if names and len(names) == num_classes:
+        return [str(n) for n in names]
+    return [str(i) for i in range(num_classes)]
+
+
+def _head(outputs, top_k, class_names):
     import tensorflow as tf
     logits = tf.cast(outputs["logits"], tf.float32)
     probs = tf.nn.softmax(logits, axis=-1)
     values, indices = tf.math.top_k(probs, k=top_k)
+    class_ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    names = tf.constant(class_names, tf.string)
     result = {
         "logits": logits,
         "probabilities": probs,
-        "class_ids": tf.argmax(logits, axis=-1, output_type=tf.int32),
+        "class_ids": class_ids,
         "top_k_values": values,
         "top_k_indices": indices,
+        "class_name": tf.gather(names, class_ids),
+        "top_k_class_names": tf.gather(names, indices),
     }
     if "embedding" in outputs:
         result["embedding"] = tf.cast(outputs["embedding"], tf.float32)
@@ -209,9 +226,10 @@ def _build_archive(model, config, max_pixels: int, top_k: int):
 
     archive = keras.export.ExportArchive()
     archive.track(serving)
+    names = class_name_list(config, num_classes)
 
     def from_floats(images):
-        return _head(serving(images, training=False), k)
+        return _head(serving(images, training=False), k, names)
 
     def from_bytes(image_bytes):
         return from_floats(decode(image_bytes))
@@ -295,16 +313,25 @@ def _check_run_dir(model_dir: str) -> None:
                           "configuration)")
 
 
-def export(model_dir: str, export_dir: str, which: str = "latest",
+def export(model_dir: Optional[str], export_dir: str, which: str = "latest",
            max_pixels: int = DEFAULT_MAX_PIXELS, top_k: int = DEFAULT_TOP_K,
-           tflite: bool = False, overwrite: bool = False, verify: bool = True) -> Dict[str, Any]:
+           tflite: bool = False, overwrite: bool = False, verify: bool = True,
+           weights: Optional[str] = None) -> Dict[str, Any]:
     """Writes the SavedModel (and TFLite files) to ``export_dir`` atomically; returns the
-    metadata written to ``export_dir/export_metadata.json``."""
+    metadata written to ``export_dir/export_metadata.json``. ``weights`` (``--weights``)
+    replaces ``model_dir``: any weights PATH (a converted ``.weights.h5`` with its JSON, a timm
+    state dict or hub name, ...; ``official.checkpoints.restore_weights``), exported with the
+    preprocessing and class names that travel with them."""
     if int(max_pixels) < 1:
         raise ExportError(f"--max_pixels must be >= 1, got {max_pixels}")
     if int(top_k) < 1:
         raise ExportError(f"--top_k must be >= 1, got {top_k}")
-    _check_run_dir(model_dir)
+    if model_dir and weights:
+        raise ExportError(f"give --model_dir ({model_dir!r}) or --weights ({weights!r}), not both")
+    if not model_dir and not weights:
+        raise ExportError("--model_dir or --weights is required")
+    if model_dir:
+        _check_run_dir(model_dir)
     import keras
     from official import checkpoints
     if keras.backend.backend() != "tensorflow":
@@ -315,14 +342,23 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
     if os.path.exists(export_dir) and not overwrite:
         if not os.path.isdir(export_dir) or os.listdir(export_dir):
             raise ExportError(f"--export_dir {export_dir!r} exists; pass --overwrite to replace it")
-    ckpt = checkpoints.checkpoint_path(model_dir, which)
-    if ckpt is None:
-        raise ExportError(f"--model_dir {model_dir!r} has no {which!r} checkpoint")
-    _log(f"restoring {ckpt}")
-    try:
-        model, config = checkpoints.restore_model(model_dir, which)
-    except (ValueError, FileNotFoundError) as e:
-        raise ExportError(f"cannot restore {model_dir!r} ({which}): {e}") from e
+    if model_dir:
+        ckpt = checkpoints.checkpoint_path(model_dir, which)
+        if ckpt is None:
+            raise ExportError(f"--model_dir {model_dir!r} has no {which!r} checkpoint")
+        _log(f"restoring {ckpt}")
+        try:
+            model, config = checkpoints.restore_model(model_dir, which)
+        except (ValueError, FileNotFoundError) as e:
+            raise ExportError(f"cannot restore {model_dir!r} ({which}): {e}") from e
+    else:
+        _log(f"loading --weights {weights}")
+        try:
+            model, config, info = checkpoints.restore_weights(weights, which)
+        except (ValueError, FileNotFoundError, ImportError) as e:
+            raise ExportError(f"cannot load --weights {weights!r}: {e}") from e
+        ckpt = info.path
+        _log(info.describe())
 
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
@@ -333,7 +369,8 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
         _log(f"writing the SavedModel to {tmp}")
         archive.write_out(tmp, verbose=False)
         metadata: Dict[str, Any] = {
-            "model_dir": os.path.abspath(model_dir),
+            "model_dir": os.path.abspath(model_dir) if model_dir else None,
+            "weights": weights,
             "checkpoint": os.path.abspath(ckpt),
             "which": which,
             "model": config.model.name,
@@ -347,7 +384,8 @@ def export(model_dir: str, export_dir: str, which: str = "latest",
                 "serving_default": {"inputs": {"image_bytes": "string [None] (JPEG or PNG)"}},
                 "serving_float": {"inputs": {"images": f"float32 {info['float_input_shape']}"}},
                 "outputs": ["logits", "probabilities", "class_ids", "top_k_values",
-                            "top_k_indices"] + (["embedding"] if info["has_embedding"] else []),
+                            "top_k_indices", "class_name", "top_k_class_names"]
+                           + (["embedding"] if info["has_embedding"] else []),
             },
             "tolerance": {"logits": f"{LOGITS_TOLERANCE} * max(1, max|logits|)",
                           "probabilities": PROB_TOLERANCE},
@@ -397,7 +435,8 @@ def parse_args(argv: Optional[List[str]] = None):
     works; ``--help`` prints the flags and exits; bad flags raise :class:`ExportError`
     naming the flag."""
     return cli.parse(export_flags.define, argv, prog=PROG, usage=__doc__,
-                     required=export_flags.REQUIRED, error=ExportError)
+                     required=export_flags.REQUIRED,
+                     alternatives=run_dir_flags.ALTERNATIVES, error=ExportError)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -406,7 +445,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
     metadata = export(args.model_dir, args.export_dir, which=args.which,
                       max_pixels=args.max_pixels, top_k=args.top_k, tflite=args.tflite,
-                      overwrite=args.overwrite, verify=not args.no_verify)
+                      overwrite=args.overwrite, verify=not args.no_verify,
+                      weights=args.weights)
     print(json.dumps(metadata, sort_keys=True, default=str), flush=True)
     return metadata
 

@@ -69,8 +69,9 @@ def test_flagfile(tmp_path):
 
 
 @pytest.mark.parametrize("argv, match", [
-    ([], "--model_dir, --data are required"),
-    (["--data", "d"], "--model_dir is required"),
+    ([], r"--model_dir \(or --weights\), --data are required"),
+    (["--data", "d"], r"--model_dir \(or --weights\) is required"),
+    (["--data", "d", "--model_dir", "r", "--weights", "w"], "give --model_dir or --weights, not both"),
     (["--model_dir", "r", "--data", "d", "--dtype", "fp8"], "--dtype=fp8"),
     (["--model_dir", "r", "--data", "d", "--batch_size", "x"], "--batch_size=x"),
     (["--model_dir", "r", "--data", "d", "--bogus=1"], "'bogus'"),

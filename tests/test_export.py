@@ -74,8 +74,10 @@ _FRESH = textwrap.dedent(r"""
     serve = m.signatures["serving_default"]
     res = serve(image_bytes=tf.constant([z["jpeg"].tobytes(), z["png"].tobytes()]))
     flt = m.signatures["serving_float"](images=tf.constant(z["floats"]))
-    arrays = {"bytes_" + k: v.numpy() for k, v in res.items()}
-    arrays.update({"float_" + k: v.numpy() for k, v in flt.items()})
+    def host(v):  # string outputs as unicode arrays (np.load refuses object arrays)
+        return np.char.decode(v.numpy().astype(bytes), "utf-8") if v.dtype == tf.string else v.numpy()
+    arrays = {"bytes_" + k: host(v) for k, v in res.items()}
+    arrays.update({"float_" + k: host(v) for k, v in flt.items()})
     errors = {}
     for name, request in [("empty", []), ("garbage", [z["jpeg"].tobytes(), b"not an image"]),
                           ("truncated", [z["jpeg"].tobytes()[:200]]),
@@ -135,6 +137,11 @@ def test_saved_model_in_fresh_process_matches_keras(exported, tmp_path):
     np.testing.assert_array_equal(out["bytes_class_ids"], ref.argmax(-1))
     assert out["bytes_top_k_values"].shape == (2, TOP_K)
     np.testing.assert_array_equal(out["bytes_top_k_indices"][:, 0], ref.argmax(-1))
+    # the class names come out of the graph (the run recorded c0..c9): no side file needed
+    assert list(out["bytes_class_name"]) == [f"c{i}" for i in ref.argmax(-1)]
+    top = np.argsort(-ref, axis=-1)[:, :TOP_K]
+    assert out["bytes_top_k_class_names"].tolist() == [[f"c{i}" for i in row] for row in top]
+    assert "top_k_class_names" in metadata["signatures"]["outputs"]
     emb_model = __import__("keras").Model(model.input, model.get_layer("embedding").output)
     np.testing.assert_allclose(out["bytes_embedding"], np.asarray(emb_model(batch)), atol=1e-4,
                                rtol=1e-4)
@@ -150,6 +157,34 @@ def test_saved_model_in_fresh_process_matches_keras(exported, tmp_path):
     for name in ("big_jpeg", "big_png"):
         assert "exceeds the limit of] [20000]" in errors[name], errors[name]
         assert "[150] [x] [200]" in errors[name] or "[200] [x] [150]" in errors[name]
+
+
+def test_predict_with_the_saved_model(exported, tmp_path):
+    """official.predict on the SavedModel: the graph's decoding and preprocessing, the class
+    names from its string output; a bad image in the batch is named and skipped."""
+    import tensorflow as tf
+    from data import preprocessing as pp
+    from official import checkpoints
+    from official import predict as P
+    run, export_dir, _ = exported
+    jpeg, png, _, _ = _images()
+    (tmp_path / "a.jpg").write_bytes(jpeg)
+    (tmp_path / "b.png").write_bytes(png)
+    (tmp_path / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x13" * 300 + b"\xff\xd9")
+    records = P.predict(export_dir, [str(tmp_path / n) for n in ("a.jpg", "c.jpg", "b.png")],
+                        top_k=2)
+    assert records[1]["image"].endswith("c.jpg") and "cannot decode" in records[1]["error"]
+    model, _ = checkpoints.restore_model(run)
+    batch = np.stack([pp.normalize(pp.preprocess_for_eval(tf.constant(b), IMAGE_SIZE,
+                                                          "imagenet"), "mean").numpy()
+                      for b in (jpeg, png)])
+    probs = tf.nn.softmax(np.asarray(model(batch, training=False))).numpy()
+    for record, p in zip((records[0], records[2]), probs):
+        top = np.argsort(-p)[:2]
+        assert [e["class_id"] for e in record["top_k"]] == [int(t) for t in top]
+        assert [e["class_name"] for e in record["top_k"]] == [f"c{t}" for t in top]
+        np.testing.assert_allclose([e["probability"] for e in record["top_k"]], p[top],
+                                   atol=1e-5)
 
 
 def test_export_refuses_existing_dir_and_is_atomic(exported, monkeypatch):

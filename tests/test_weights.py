@@ -246,28 +246,60 @@ def test_warm_start_from_safetensors(timm_files):
                                cfg.runtime.init_checkpoint, wrong, flag="--weights")
 
 
-def test_train_weights_flag_applies_and_checks_the_metadata(timm_files, tmp_path):
-    """official.train --weights (real entry point): a --normalization that contradicts the
-    weights is refused naming the flag and the file, before any data is read; without it the
-    weights' normalization is applied (checked on the config the program would train)."""
+def test_train_weights_flag_applies_and_checks_the_metadata(timm_files):
+    """official.train's flags (parsed as the program parses them): --weights fills the
+    network, normalization, image size and eval crop from the weights' metadata where no flag
+    gave them; a --normalization or --model that contradicts them is refused naming the flag
+    and the file; --weights and --init_checkpoint are one setting."""
+    from absl import flags as absl_flags
+    import flags
+    from official import train
     st = str(timm_files / f"{ARCH}.safetensors")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.run([sys.executable, "-m", "official.train", f"--weights={st}",
-                           "--normalization=mean", f"--model_dir={tmp_path / 'run'}",
-                           f"--data={tmp_path / 'no_data'}"], cwd=str(REPO_ROOT), env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "--normalization=mean contradicts --weights" in proc.stderr
-    assert "resnet18.safetensors" in proc.stderr and "mean_std" in proc.stderr
-    from official import checkpoints
-    from official.config import RunConfig
-    cfg = RunConfig()
-    cfg.runtime.init_checkpoint = st
-    cfg, info = checkpoints.apply_weights_metadata(cfg, explicit=set())
+    flags.define_all()
+
+    def config(*argv):
+        absl_flags.FLAGS.unparse_flags()
+        absl_flags.FLAGS(["prog", *argv])
+        try:
+            return train.config_from_flags()
+        finally:
+            absl_flags.FLAGS.unparse_flags()
+    cfg = config(f"--weights={st}", "--data=unused")
     assert (cfg.model.name, cfg.data.normalization, cfg.model.image_size,
-            cfg.data.eval_preprocess) == (ARCH, "mean_std", 224, "0.95")
-    cfg = RunConfig()
-    cfg.runtime.init_checkpoint = st
-    cfg.model.name = "resnet50"
-    with pytest.raises(ValueError, match="holds a resnet18 network .*not --model=resnet50"):
-        checkpoints.apply_weights_metadata(cfg, explicit={"model"})
+            cfg.data.eval_preprocess, cfg.runtime.init_checkpoint) == (
+        ARCH, "mean_std", 224, "0.95", st)
+    cfg = config(f"--weights={st}", "--image_size=64", "--eval_preprocess=imagenet")
+    assert (cfg.model.image_size, cfg.data.eval_preprocess) == (64, "imagenet")  # given: kept
+    with pytest.raises(train.ConfigError) as e:
+        config(f"--weights={st}", "--normalization=mean")
+    assert "--normalization=mean contradicts --weights" in str(e.value)
+    assert "resnet18.safetensors" in str(e.value) and "'mean_std'" in str(e.value)
+    with pytest.raises(train.ConfigError, match="holds a resnet18 network .*not --model=resnet50"):
+        config(f"--init_checkpoint={st}", "--model=resnet50")
+    with pytest.raises(train.ConfigError, match="are the same setting"):
+        config(f"--weights={st}", "--init_checkpoint=other")
+
+
+def test_export_weights_then_predict_matches_timm(timm_files, tmp_path):
+    """official.export --weights (no run): the SavedModel decodes and preprocesses as the
+    weights' metadata says (224, crop 0.95, mean_std) and returns ImageNet class names;
+    official.predict on it gives timm's probabilities for the real JPEGs."""
+    from models import imagenet_classes
+    from official import export as X
+    from official import predict as P
+    meta = X.main(["--weights", str(timm_files / f"{ARCH}.safetensors"), "--export_dir",
+                   str(tmp_path / "saved"), "--no_verify", "--top_k=3"])
+    assert (meta["model"], meta["normalization"], meta["image_size"], meta["eval_preprocess"],
+            meta["model_dir"]) == (ARCH, "mean_std", 224, "0.95", None)
+    records = P.predict(str(tmp_path / "saved"), [str(timm_files / "images")], top_k=3)
+    logits = np.load(timm_files / "timm_logits.npy").astype(np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    assert [os.path.basename(r["image"]) for r in records] == [n for n, _ in sample_jpegs()]
+    for record, p in zip(records, probs):
+        top = np.argsort(-p)[:3]
+        assert [e["class_id"] for e in record["top_k"]] == [int(t) for t in top]
+        assert [e["class_name"] for e in record["top_k"]] == [imagenet_classes.NAMES[t]
+                                                               for t in top]
+        np.testing.assert_allclose([e["probability"] for e in record["top_k"]], p[top],
+                                   atol=1e-5)
