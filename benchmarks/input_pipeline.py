@@ -12,11 +12,10 @@ and prints the ratios a/c and b/a. Targets: a/c >= 1.2, b/a >= 0.65.
 By default it runs twice, on two data sets: the issue's Imagewoof-320 (short side 320, about
 26 KB per JPEG) and Oxford Flowers-102 (short side 500, long side 500-993: the size of
 ImageNet's originals, which the paper trained on). What the fused crop saves grows with the
-JPEG: on the small Imagewoof files a whole decode costs ~0.65 CPU ms and the paper's random
-crop windows (39 % of the area on average, but spanning rows 17-82 % of the height) save only
-~10 % of it (measured: the rows above a window still cost about half of decoding them, whole
-rows are entropy-decoded), so the fixed per-image work (resize, flip, batching) bounds a/c
-there; docs/BENCHMARKS.md has the breakdown.
+JPEG: on the small Imagewoof files a whole decode costs ~0.47 CPU ms and the paper's random
+crop windows save only ~20 % of it (the rows above a window are still entropy-decoded), on
+Flowers-102 ~27 % of ~0.9 ms, so the fixed per-image work (resize, flip, batching) bounds a/c
+on Imagewoof; ``benchmarks/jpeg_decode.py`` measures the breakdown (docs/BENCHMARKS.md).
 
 Also printed: CPU ms and minor page faults per image of the process. A batch of 64 float32
 224 px images is 38.5 MB, above glibc's largest mmap threshold (32 MB), so with TF's default
