@@ -88,3 +88,279 @@ def test_ranges_equal_the_tf_data_preprocessing():
     from data import preprocessing
     assert tuple(da.AREA_RANGE) == tuple(preprocessing.AREA_RANGE)
     assert tuple(da.ASPECT_RATIO_RANGE) == tuple(preprocessing.ASPECT_RATIO_RANGE)
+
+
+# =========================================================================== AutoAugment / RandAugment
+# References: the host implementation data.autoaugment (TF ops per image, itself tested against PIL
+# and hand-computed geometry in tests/test_autoaugment.py) on real ImageNet photos, and the policy
+# tables (probabilities of each op).
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+from conftest import REPO_ROOT, require_data
+
+OPS = da.OPS[1:]
+
+
+@pytest.fixture(scope="module")
+def real_batch():
+    """Four real ImageNet photos, a 64 px crop of each resized like the training pipeline,
+    floored to integers (what the host augments): float32 [4, 64, 64, 3]."""
+    import tensorflow as tf
+    path = require_data("imagenet-sample-images/images.zip")
+    with zipfile.ZipFile(path) as z:
+        names = sorted(n for n in z.namelist() if n.lower().endswith((".jpeg", ".jpg")))
+        out = []
+        for n in names[3::13][:4]:
+            img = tf.io.decode_jpeg(z.read(n), channels=3)
+            out.append(tf.floor(tf.image.resize(img[:160, :200], (64, 64))).numpy())
+    return np.stack(out).astype("float32")
+
+
+def _op_grid(batch, levels=(1.0, 5.5, 9.0)):
+    """Every op x level x image, signs alternating: (images, op ids, levels, sign_u, cy_u, cx_u)."""
+    grid = [(i, op, lv) for op in OPS for lv in levels for i in range(len(batch))]
+    rows = [(i, op, lv, 0.25 if k % 2 else 0.75) for k, (i, op, lv) in enumerate(grid)]
+    images = batch[[r[0] for r in rows]]
+    ids = np.array([da.OP_INDEX[r[1]] for r in rows], "int32")
+    levels_ = np.array([r[2] for r in rows], "float32")
+    sign_u = np.array([r[3] for r in rows], "float32")
+    cy_u = np.linspace(0.1, 0.9, len(rows)).astype("float32")
+    cx_u = cy_u[::-1].copy()
+    return rows, images, ids, levels_, sign_u, cy_u, cx_u
+
+
+def _host_ops(rows, images, levels_, sign_u, cy_u, cx_u, hp):
+    import tensorflow as tf
+    from data import autoaugment as aa
+    host_hp = aa._Hparams(hp.translate_const, hp.cutout_const, hp.scale_to_image, hp.posterize_mode, hp.replace)
+    return np.stack([aa._apply_op(r[1], tf.constant(images[k]), tf.constant(levels_[k]), tf.constant(sign_u[k]),
+                                  tf.constant(cy_u[k]), tf.constant(cx_u[k]), host_hp).numpy()
+                     for k, r in enumerate(rows)])
+
+
+def _compare_per_op(rows, ours, ref):
+    """{op: (mean |diff| in 0..255 units, fraction of exact pixels)}."""
+    out = {}
+    for op in OPS:
+        idx = [k for k, r in enumerate(rows) if r[1] == op]
+        d = np.abs(ours[idx].astype("float64") - ref[idx])
+        out[op] = (d.mean(), (d == 0).mean())
+    return out
+
+
+@pytest.mark.parametrize("hp_args", [dict(), dict(translate_const=100.0, cutout_const=40.0, scale_to_image=True,
+                                                   posterize_mode="paper")], ids=["autoaugment", "randaugment_paper"])
+def test_every_op_matches_the_host_op_on_real_images(real_batch, hp_args):
+    """One batch in which every sample has its own op, level and sign (16 ops x 3 levels x 4 photos),
+    against data.autoaugment._apply_op image by image with the same parameters. The colour ops
+    are exact; the geometric ops compute the host's float32 expressions, so under this (TF)
+    backend every op is bit-identical to the host (measured: every pixel of every op equal).
+    Other backends: test_other_backends_match_the_host."""
+    hp = da.Hparams(**hp_args)
+    rows, images, ids, levels_, sign_u, cy_u, cx_u = _op_grid(real_batch)
+    ours = np.asarray(da.apply_ops(images, ids, levels_, sign_u, cy_u, cx_u, hparams=hp))
+    ref = _host_ops(rows, images, levels_, sign_u, cy_u, cx_u, hp)
+    stats = _compare_per_op(rows, ours, ref)
+    assert all(exact == 1.0 for _, exact in stats.values()), stats
+    # the test can fail: the ops do change the images (each op, some level)
+    for op in OPS:
+        idx = [k for k, r in enumerate(rows) if r[1] == op]
+        assert np.abs(ref[idx] - images[idx]).max() > 0, op
+
+
+def _expected_op_probs(table, j):
+    """P(op o at position j) from the policy table: sub-policy uniform, applied with its p."""
+    probs = {}
+    for sub in table:
+        name, p, _ = sub[j] if j < len(sub) else ("Identity", 0.0, 0)
+        probs[name] = probs.get(name, 0.0) + p / len(table)
+        probs["Identity"] = probs.get("Identity", 0.0) + (1.0 - p) / len(table)
+    return probs
+
+
+def _binomial_ok(count, n, p, z=5.0):
+    return abs(count - n * p) <= z * np.sqrt(n * p * (1 - p)) + 1e-9
+
+
+@pytest.mark.parametrize("policy", ["imagenet", "v0", "reduced_cifar10", "svhn"])
+def test_sampled_operations_follow_the_policy_table(policy):
+    """4,000 samples (fixed seed): the sub-policy is uniform, each op's frequency at each position
+    is sum_s p_s/25 from the table, within 5 binomial standard deviations; and every sample's ops
+    are those of its own sub-policy row (an op appears only if that row has it)."""
+    from data import autoaugment as aa  # the host's table
+    table = aa.get_policy(policy)
+    n = 4000
+    layers, sub = da.sample_autoaugment(n, policy, keras.random.SeedGenerator(11))
+    sub = np.asarray(sub)
+    counts = np.bincount(sub, minlength=len(table))
+    assert all(_binomial_ok(c, n, 1 / len(table)) for c in counts), counts
+    for j, layer in enumerate(layers):
+        op = np.asarray(layer["op"])
+        names = np.array(da.OPS)[op]
+        for name, p in _expected_op_probs(table, j).items():
+            c = int(np.sum(names == name))
+            assert _binomial_ok(c, n, p), (policy, j, name, c, n * p)
+        row_ops = np.array([table[s][j][0] for s in sub])
+        assert np.all((names == "Identity") | (names == row_ops))
+        levels = np.asarray(layer["level"])
+        np.testing.assert_array_equal(levels, [table[s][j][2] for s in sub])
+    # a batch mixes operations: not one op for every image
+    assert len(set(np.asarray(layers[0]["op"][:32]).tolist())) > 3
+
+
+def test_sampled_randaugment_ops_are_uniform_and_always_applied():
+    n, layers_n = 2800, 2
+    layers = da.sample_randaugment(n, layers_n, 9, keras.random.SeedGenerator(5))
+    assert len(layers) == layers_n
+    for layer in layers:
+        names = np.array(da.OPS)[np.asarray(layer["op"])]
+        for name in da.RANDAUGMENT_OPS:  # the 14 ops of the paper, each 1/14 (Identity included)
+            assert _binomial_ok(int(np.sum(names == name)), n, 1 / 14), name
+        assert set(names) == set(da.RANDAUGMENT_OPS)
+        np.testing.assert_array_equal(np.asarray(layer["level"]), 9.0)
+    # magnitude 15 on the default 0..10 scale is clipped to level 10, as on the host
+    assert da.randaugment_level(15) == 10.0 and da.randaugment_level(9, 30) == pytest.approx(3.0)
+    a = np.asarray(layers[0]["op"])
+    b = np.asarray(layers[1]["op"])
+    assert np.mean(a == b) < 0.2  # layers draw independently
+
+
+def test_pipeline_in_an_xla_compiled_tf_function_is_seeded(real_batch):
+    """DeviceAugment (RandAugment 2, 9: the 14 ops; the paper's mean normalization) in a
+    tf.function compiled by XLA (jit_compile=True, as the trainer's --jit_compile step) on a
+    tiny batch: the same output for the same seed, another for the next step, integer pixels
+    before the normalization, the images changed. (XLA's stateless RNG is not the CPU kernel's,
+    so the draws differ from eager mode's; the ops under XLA are compared with the host in
+    test_other_backends_match_the_host[jax].)"""
+    import tensorflow as tf
+    aug = da.DeviceAugment(randaugment=(2, 9), output_normalization="mean")
+    fn = tf.function(lambda im, s: aug(im, s), jit_compile=True)
+    small = tf.constant(real_batch[:, :24, :24])
+    a, b, c = (fn(small, tf.constant(s, tf.int64)).numpy() for s in ([3, 7], [3, 7], [3, 8]))
+    np.testing.assert_array_equal(a, b)
+    pixels = a + np.array(da.CHANNEL_MEANS, "float32")
+    np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-3)
+    assert np.abs(pixels - small.numpy()).max() > 1.0 and np.abs(c - a).max() > 1.0
+
+
+def test_normalization_constants_equal_the_tf_data_preprocessing():
+    from data import preprocessing
+    assert tuple(da.CHANNEL_MEANS) == tuple(preprocessing.CHANNEL_MEANS)
+    assert tuple(da.IMAGENET_MEAN) == tuple(preprocessing.IMAGENET_MEAN)
+    assert tuple(da.IMAGENET_STD) == tuple(preprocessing.IMAGENET_STD)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
+    for norm in da.NORMALIZATIONS:
+        np.testing.assert_array_equal(np.asarray(da.normalize(x, norm)), preprocessing.normalize(x, norm).numpy())
+        np.testing.assert_allclose(np.asarray(da.denormalize(da.normalize(x, norm), norm)), x, atol=1e-4)
+
+
+BACKEND_DRIVER = r"""
+import sys
+sys.modules["tensorflow"] = None  # data.device_augment must not need TensorFlow
+import numpy as np, keras
+assert keras.backend.backend() == sys.argv[1]
+from data import device_augment as da
+z = np.load(sys.argv[2])
+ops_fn = da.apply_ops
+if sys.argv[1] == "jax":
+    import jax
+    ops_fn = jax.jit(da.apply_ops)  # the ops compiled by XLA
+out = {"ops": keras.ops.convert_to_numpy(ops_fn(z["images"], z["ids"], z["levels"], z["sign_u"], z["cy_u"],
+                                                z["cx_u"]))}
+aug = da.DeviceAugment(crop_flip=True, autoaugment="imagenet", input_normalization="mean",
+                       output_normalization="mean")
+small = z["images"][:4, :24, :24] - np.array(da.CHANNEL_MEANS, "float32")
+if sys.argv[1] == "jax":
+    import jax
+    f = jax.jit(lambda im, s: aug(im, s))
+    seed = np.array([1, 2], "uint32")
+    a, b = np.asarray(f(small, seed)), np.asarray(f(small, seed))
+    c = np.asarray(f(small, np.array([1, 3], "uint32")))
+else:
+    seed = np.array([1, 2], "int64")
+    a, b, c = (np.asarray(keras.ops.convert_to_numpy(aug(small, s)))
+               for s in (seed, seed, np.array([1, 3], "int64")))
+out.update(a=a, b=b, c=c)
+np.savez(sys.argv[3], **out)
+print("BACKEND_OK", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_match_the_host(real_batch, tmp_path, backend):
+    """Under KERAS_BACKEND=jax (ops and pipeline jitted: XLA) and torch, with TensorFlow blocked: the per-op results on
+    the real photos against the host ops (mean |diff| <= 1/255 of the range; geometric ops may
+    differ where the backend's sin/cos moves a sampling point across a rounding boundary), and
+    the whole pipeline (crop, flip, AutoAugment, normalization) deterministic under a seed."""
+    rows, images, ids, levels_, sign_u, cy_u, cx_u = _op_grid(real_batch, levels=(2.0, 8.0))
+    np.savez(tmp_path / "in.npz", images=images, ids=ids, levels=levels_, sign_u=sign_u, cy_u=cy_u, cx_u=cx_u)
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT),
+               XLA_FLAGS="--xla_backend_optimization_level=0")  # shorter compiles, same results
+    proc = subprocess.run([sys.executable, "-c", BACKEND_DRIVER, backend, str(tmp_path / "in.npz"),
+                           str(tmp_path / "out.npz")], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "BACKEND_OK False" in proc.stdout, proc.stderr[-3000:]
+    z = np.load(tmp_path / "out.npz")
+    ref = _host_ops(rows, images, levels_, sign_u, cy_u, cx_u, da.Hparams())
+    stats = _compare_per_op(rows, z["ops"], ref)
+    for op, (mad, exact) in stats.items():
+        assert mad <= 1.0, f"{backend} {op}: mean |diff| {mad:.3f} > 1/255 of the range ({stats})"
+        if op not in da.GEOMETRIC_OPS:
+            assert exact >= 0.999, f"{backend} {op}: only {exact:.4f} of the pixels equal ({stats})"
+    np.testing.assert_array_equal(z["a"], z["b"])
+    assert z["a"].shape == (4, 24, 24, 3) and np.abs(z["a"] - z["c"]).max() > 1.0
+
+
+def test_trainer_augment_on_device_through_the_entry_point(tmp_path):
+    """``python -m official.train --flagfile=smoke ... --augment_on=device --autoaugment=imagenet``
+    (TensorFlow backend, shrunk: 32 px, batch 4, 2 steps, one eval batch): tf.data crops and flips,
+    AutoAugment and the normalization run in the training step; the run finishes and records the
+    choice. (The JAX path with npz input: tests/test_train_distributed.py, the KD run.)"""
+    import json
+    imagenette = require_data("imagenette2-224")
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "official.train", "--flagfile=smoke", f"--data={imagenette}",
+            f"--model_dir={run}", "--augment_on=device", "--autoaugment=imagenet", "--image_size=32",
+            "--batch_size=4", "--train_steps=2", "--eval_steps=1", "--progress_bar=false",
+            '--model_overrides={"width": 8, "layers": [1, 1, 1, 1]}', "--mixing=cutmix"]
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.load(open(run / "results.json"))
+    assert res["finished"] and res["step"] == 2 and np.isfinite(res["train_loss"])
+    cfg = json.load(open(run / "run_config.json"))
+    assert cfg["data"]["augment_on"] == "device" and cfg["data"]["autoaugment"] == "imagenet"
+
+
+def test_trainer_device_dataset_is_unnormalized_and_unaugmented(tmp_path):
+    """With --augment_on=device the trainer's tf.data batches are 0..255 pixels without
+    AutoAugment (the step does both); evaluation batches stay normalized."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from test_train import tiny_config
+    from official import train
+    from official.train_backends import TFBackend, _device_augmentation
+    src = require_data("imagenette2-224")
+    cfg = train.prepare_config(tiny_config(tmp_path, src, data__augment_on="device", data__autoaugment="imagenet",
+                                           optimization__batch_size=4))
+    backend = TFBackend(cfg)
+    images, _ = next(backend.train_batches(0))
+    x = np.asarray(images)
+    assert x.min() >= 0.0 and x.max() <= 255.0 and x.max() > 128.0
+    host = TFBackend(train.prepare_config(tiny_config(tmp_path, src, optimization__batch_size=4)))
+    y = np.asarray(next(host.train_batches(0))[0])
+    # the host path's batch is normalized (and AutoAugment'ed on the host)
+    assert y.min() < 0.0
+    ev = np.asarray(next(iter(backend.eval_batches()))[0])
+    assert ev.min() < 0.0
+    aug = _device_augmentation(cfg)
+    assert isinstance(aug, da.DeviceAugment) and aug.autoaugment == "imagenet"
+    assert aug.input_normalization is None and aug.output_normalization == "mean"
+    with pytest.raises(train.ConfigError, match="--augment_on=device"):
+        npz = tmp_path / "t.npz"
+        np.savez(npz, x_train=np.zeros((8, 32, 32, 3), "float32"), y_train=np.arange(8) % 2,
+                 x_eval=np.zeros((4, 32, 32, 3), "float32"), y_eval=np.arange(4) % 2)
+        train.prepare_config(tiny_config(tmp_path, f"npz:{npz}", data__autoaugment="imagenet"), backend="jax")
