@@ -56,7 +56,10 @@ def parse(argv=None):
     p.add_argument("--models", default="resnet50,resnet50d,skresnet50,assemble_resnet50")
     p.add_argument("--variants", default="", help="NAME:key=value[,key=value];... extra builds")
     p.add_argument("--dtypes", default="bfloat16,float32", help="measured in this order")
-    p.add_argument("--modes", default="infer,train")
+    p.add_argument("--modes", default="infer,train",
+                   help="infer, train, train_aa (the train step with data.device_augment AutoAugment "
+                        "--aa_policy inside it; train_aa / train is the GPU figure of issue 16)")
+    p.add_argument("--aa_policy", default="imagenet")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--image_size", type=int, default=224)
     p.add_argument("--num_classes", type=int, default=1000)
@@ -155,6 +158,15 @@ def trace_build(a, build, x, y, strong, jax, jnp, keras, models):
             if mode == "infer":
                 lowered = jax.jit(infer).lower(tv, ntv, x)
                 args = (tv, ntv)
+            elif mode == "train_aa":  # the train step with AutoAugment batched inside it (issue 16)
+                from data import device_augment as da
+                aug = da.DeviceAugment(autoaugment=a.aa_policy, output_normalization="mean")
+                seed = jnp.array([0, 1], jnp.uint32)  # every op runs on every image: cost is seed-free
+
+                def train_aa(tv, ntv, ov, x, y, aug=aug, seed=seed, train_step=train_step):
+                    return train_step(tv, ntv, ov, aug(x * 64.0 + 128.0, seed), y)  # noise -> pixels
+                lowered = jax.jit(train_aa, donate_argnums=(0, 1, 2)).lower(tv, ntv, ov, x, y)
+                args = ([strong(v) for v in tv], [strong(v) for v in ntv], [strong(v) for v in ov])
             else:
                 lowered = jax.jit(train_step, donate_argnums=(0, 1, 2)).lower(tv, ntv, ov, x, y)
                 args = ([strong(v) for v in tv], [strong(v) for v in ntv], [strong(v) for v in ov])

@@ -242,9 +242,9 @@ def _check_args(batch_size, image_size, autoaugment, randaugment, normalization,
     if randaugment is not None:
         if len(tuple(randaugment)) != 2:
             raise ValueError(f"randaugment must be (num_layers, magnitude), got {randaugment!r}")
-    if normalization not in preprocessing.NORMALIZATIONS:
+    if normalization not in preprocessing.NORMALIZATIONS + ("none",):
         raise ValueError(f"unknown normalization {normalization!r}; use one of "
-                         f"{preprocessing.NORMALIZATIONS}")
+                         f"{preprocessing.NORMALIZATIONS} or 'none' (pixels in 0..255)")
     if label_offset < 0:
         raise ValueError(f"label_offset must be >= 0, got {label_offset}")
 
@@ -569,7 +569,8 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
             training, cache, out_size):
     def load_and_normalize(*args):
         e = load(*args)
-        e["image"] = preprocessing.normalize(e["image"], normalization)
+        if normalization != "none":  # "none": 0..255 pixels (the trainer's --augment_on=device)
+            e["image"] = preprocessing.normalize(e["image"], normalization)
         return e
 
     ds = stream.map(load_and_normalize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

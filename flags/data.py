@@ -8,6 +8,7 @@ FIELDS = {
     "autoaugment": "data.autoaugment",
     "randaugment": "data.randaugment",
     "device_augment": "data.device_augment",
+    "augment_on": "data.augment_on",
     "normalization": "data.normalization",
     "eval_preprocess": "data.eval_preprocess",
     "label_offset": "data.label_offset",
@@ -26,9 +27,16 @@ def define():
     flags.DEFINE_string("autoaugment", None, "AutoAugment policy name (e.g. 'imagenet'), default none.")
     flags.DEFINE_string("randaugment", None, "RandAugment spec, default none.")
     flags.DEFINE_enum("device_augment", None, ["none", "crop_flip"],
-                      "Augmentation on the accelerator for pre-decoded npz:FILE input (JAX path): "
-                      "crop_flip = the paper's random-resized crop + flip (data.device_augment). "
-                      "Default none.")
+                      "Random-resized crop + flip on the accelerator for pre-decoded npz:FILE input "
+                      "(JAX path; tf.data sources crop on the host): crop_flip = the paper's crop and "
+                      "flip (data.device_augment). With --augment_on=device it is the crop/flip part of "
+                      "the device augmentation. Default none.")
+    flags.DEFINE_enum("augment_on", None, ["host", "device"],
+                      "Where --autoaugment/--randaugment run: host = per image in tf.data (default; "
+                      "the faster choice on a CPU, docs/BENCHMARKS.md), device = batched keras.ops "
+                      "inside the training step (data.device_augment.DeviceAugment), on either backend: "
+                      "tf.data then only decodes, crops and flips; with npz:FILE input (JAX path) the "
+                      "crop/flip is --device_augment=crop_flip.")
     flags.DEFINE_string("normalization", None, "Image normalization (default 'mean').")
     flags.DEFINE_string("eval_preprocess", None, "Eval preprocessing (default 'imagenet').")
     flags.DEFINE_integer("label_offset", None, "TFRecords only: their stored labels are class + "

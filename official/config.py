@@ -44,6 +44,9 @@ class DataConfig:
     autoaugment: Optional[str] = None
     randaugment: Optional[str] = None
     device_augment: str = "none"  # none | crop_flip (npz input on the JAX path: data.device_augment)
+    # host: AutoAugment/RandAugment per image in tf.data | device: batched keras.ops inside the
+    # training step (data.device_augment.DeviceAugment; tf.data then only decodes/crops/flips)
+    augment_on: str = "host"
     normalization: str = "mean"
     eval_preprocess: str = "imagenet"
     label_offset: int = 0

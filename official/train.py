@@ -204,9 +204,12 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         errors.append(str(e))
     if d.autoaugment_policy() and d.randaugment:
         errors.append("use either --autoaugment or --randaugment, not both")
-    if d.source.startswith("npz:") and (d.autoaugment or d.randaugment):
+    if d.augment_on not in ("host", "device"):
+        errors.append(f"--augment_on={d.augment_on!r}: use host or device")
+    if d.source.startswith("npz:") and (d.autoaugment or d.randaugment) and d.augment_on != "device":
         errors.append(f"--autoaugment/--randaugment run per image in tf.data; --data={d.source!r} is "
-                      f"pre-decoded npz input, which only --device_augment=crop_flip augments")
+                      f"pre-decoded npz input: add --augment_on=device (batched in the training step, "
+                      f"data.device_augment; --device_augment=crop_flip adds the crop and flip)")
     if d.device_augment != "none" and not d.source.startswith("npz:"):
         errors.append(f"--device_augment={d.device_augment} is for pre-decoded npz:FILE input; "
                       f"--data={d.source!r} is augmented per image by the tf.data pipeline")
@@ -252,6 +255,11 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             d.num_eval_examples = int(z["y_eval"].shape[0])
             cfg.model.num_classes = cfg.model.num_classes or int(z["y_train"].max()) + 1
         d.eval_split = d.eval_split or "eval"
+        if d.autoaugment_policy() and d.augment_on == "device":
+            from data import policies  # no TensorFlow
+            if d.autoaugment_policy().lower() not in policies.POLICIES:
+                raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
+                                  f"{sorted(policies.POLICIES)}")
     else:
         import data
         from data.pipeline import AUTOAUGMENT_POLICIES

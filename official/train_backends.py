@@ -15,9 +15,11 @@ is ``data.build_dataset`` converted to NumPy when TensorFlow is importable, else
 float32 NHWC images; shuffled by a seeded permutation per epoch) -- ``tf.data`` cannot run
 on a machine without TensorFlow. npz input is augmented on the device when
 ``--device_augment=crop_flip`` (``data.device_augment``: the paper's random-resized crop and
-flip, seeded by (data seed, step)); per-image AutoAugment/RandAugment exist only in
-``tf.data``. Online distillation runs the teacher (a Keras model) statelessly in the step on
-the same mixed view, as the TensorFlow path does.
+flip, seeded by (data seed, step)); AutoAugment/RandAugment run per image in ``tf.data``, or
+with ``--augment_on=device`` batched inside the training step on either backend and on npz
+input (``data.device_augment.DeviceAugment``; ``tf.data`` then only decodes, crops and
+flips). Online distillation runs the teacher (a Keras model) statelessly in the step on the
+same mixed view, as the TensorFlow path does.
 
 Data parallelism on the JAX path (``--distribution_strategy=mirrored``, one process): a
 ``jax.sharding.Mesh`` over the devices of ``jax_devices`` with one axis ``"data"``; every
@@ -82,6 +84,21 @@ def _mixing_module():
     return mixing
 
 
+def _device_augmentation(cfg):
+    """The augmentation run inside the training step (``data.device_augment.augmentation_for``),
+    or None: with ``--augment_on=device`` AutoAugment/RandAugment (+ normalization, + crop/flip
+    for npz input with ``--device_augment=crop_flip``); with ``host``, only npz input's
+    ``--device_augment=crop_flip`` (JAX path). keras.ops only: no TensorFlow is imported."""
+    d = cfg.data
+    if d.augment_on != "device" and d.device_augment == "none":
+        return None
+    from data import device_augment
+    return device_augment.augmentation_for(
+        augment_on=d.augment_on, device_augment=d.device_augment, autoaugment=d.autoaugment_policy(),
+        randaugment=d.randaugment_spec(), normalization=d.normalization,
+        npz_input=d.source.startswith("npz:"), seed=int(d.seed or 0))
+
+
 def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,
                training=True, decayed=None, call=None, targets=None):
     """Everything the train step computes, as per-example tensors plus scalars.
@@ -142,12 +159,16 @@ class TFBackend:
     def _dataset(self, split, training, batch_size, start_batch=0):
         import data
         c = self.cfg
+        # --augment_on=device: tf.data decodes, crops and flips; AutoAugment/RandAugment and the
+        # normalization run in the training step (data.device_augment.DeviceAugment)
+        host_aug = training and c.data.augment_on != "device"
         ds = data.build_dataset(
             c.data.source, split, training=training, batch_size=batch_size,
-            image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if training else None,
-            randaugment=c.data.randaugment_spec() if training else None, seed=c.data.seed,
+            image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if host_aug else None,
+            randaugment=c.data.randaugment_spec() if host_aug else None, seed=c.data.seed,
             num_classes=c.model.num_classes, label_offset=c.data.label_offset,
-            eval_preprocess=c.data.eval_preprocess, normalization=c.data.normalization,
+            eval_preprocess=c.data.eval_preprocess,
+            normalization=c.data.normalization if (host_aug or not training) else "none",
             teacher_logits=(training and c.regularization.distillation == "offline"),
             start_batch=start_batch)
         options = self.tf.data.Options()
@@ -175,9 +196,15 @@ class TFBackend:
         decayed = losses_lib.decayed_variables(model)
         tvars = model.trainable_variables
         ema_decay = cfg.optimization.ema_decay
+        augment = _device_augmentation(cfg)  # --augment_on=device: AutoAugment/RandAugment in the step
+        data_seed = int(cfg.data.seed or 0)
 
         def replica_fn(images, labels, step):
             labels, teacher = _split_labels(labels)
+            if augment is not None:  # seeded by (data seed, replica, step): resumable, replicas differ
+                replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                seed = tf.stack([data_seed + 65537 * tf.cast(replica, tf.int64), tf.cast(step, tf.int64)])
+                images = augment(images, seed)
             with tf.GradientTape() as tape:
                 t = loss_terms(cfg, model, images, labels, teacher, teacher_model, mix_seed, decayed=decayed)
                 loss = tf.reduce_sum(t["per_example"]) / global_batch
@@ -436,10 +463,9 @@ class JaxBackend:
         if not optimizer.built:
             optimizer.build(tvars)
         ema_decay = cfg.optimization.ema_decay
-        augment = None
-        if cfg.data.device_augment != "none":
-            from data import device_augment  # keras.ops only (data/__init__ is lazy: no TensorFlow)
-            augment = device_augment.AUGMENTATIONS[cfg.data.device_augment]
+        # npz crop/flip (--device_augment) and/or --augment_on=device (data.device_augment: keras.ops
+        # only, and data/__init__ is lazy: no TensorFlow)
+        augment = _device_augmentation(cfg)
         data_seed = int(cfg.data.seed or 0)
 
         def loss_fn(tv, ntv, images, targets, teacher, teacher_state):
@@ -461,7 +487,7 @@ class JaxBackend:
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def step(tv, ntv, ov, ev, seed_state, images, labels, teacher, aug_seed, teacher_state):
-            if augment is not None:  # per-image crop/flip on the device, seeded by (data seed, step)
+            if augment is not None:  # per-image augmentation on the device, seeded by (data seed, step)
                 images = augment(images, aug_seed)
             # images/labels are the GLOBAL batch (sharded over the mesh under mirrored), so mixing
             # pairs samples across the whole batch, and BN (in grad_fn) uses global statistics

@@ -241,8 +241,9 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
     pred = np.argmax(np.asarray(model(arrays["x_eval"], training=False)), -1)
     assert float(np.mean(pred == arrays["y_eval"])) == pytest.approx(res["top1"])
 
-    # the JAX path's own augmentation and online distillation: device crop/flip (stateless seed
-    # = data seed, step) and the first run as the teacher, run statelessly inside the step
+    # the JAX path's own augmentation and online distillation: device crop/flip and AutoAugment
+    # (--augment_on=device; stateless seed = data seed, step) and the first run as the teacher,
+    # run statelessly inside the step
     # This second run goes through the program a user runs (`python -m official.train`, with
     # the default --host_allocator=bfc, which used to import TensorFlow and fail here).
     argv = [f"--data=npz:{tmp_path / 'tiny.npz'}", f"--model_dir={tmp_path / 'jax_kd'}",
@@ -250,12 +251,15 @@ def test_jax_backend_trains_from_npz_without_tensorflow(imagenette, tmp_path):
             "--image_size=32", "--batch_size=8", "--train_steps=3", "--warmup_epochs=0",
             "--base_learning_rate=0.05", "--log_every_steps=1", "--progress_bar=false",
             "--device_augment=crop_flip", "--distillation=online", f"--teacher={tmp_path / 'jax'}",
-            "--distillation_weight=1.0"]
+            "--distillation_weight=1.0",
+            "--augment_on=device", "--autoaugment=imagenet"]  # + AutoAugment in the step (data.device_augment)
     r = subprocess.run([sys.executable, "-c", JAX_CLI_DRIVER] + argv, cwd=REPO_ROOT,
                        env=dict(_env(), KERAS_BACKEND="jax"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
     res2 = json.load(open(tmp_path / "jax_kd" / "results.json"))
     assert res2["step"] == 3 and res2["backend"] == "jax"
+    saved2 = json.load(open(tmp_path / "jax_kd" / "run_config.json"))["data"]
+    assert (saved2["augment_on"], saved2["autoaugment"], saved2["device_augment"]) == ("device", "imagenet", "crop_flip")
     logged = [json.loads(line) for line in open(tmp_path / "jax_kd" / "train_scalars.jsonl")]
     # KD term = T^2 * CE(softmax(teacher), student) >= the teacher's entropy > 0 (T = 1)
     assert logged and all(np.isfinite(m["distillation"]) and m["distillation"] > 0 for m in logged)
