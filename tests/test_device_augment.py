@@ -230,14 +230,14 @@ def test_sampled_randaugment_ops_are_uniform_and_always_applied():
 
 
 def test_pipeline_in_an_xla_compiled_tf_function_is_seeded(real_batch):
-    """DeviceAugment (RandAugment 2, 9: the 14 ops; the paper's mean normalization) in a
+    """DeviceAugment (RandAugment 1, 9: one layer of the 14 ops; the paper's mean normalization) in a
     tf.function compiled by XLA (jit_compile=True, as the trainer's --jit_compile step) on a
     tiny batch: the same output for the same seed, another for the next step, integer pixels
     before the normalization, the images changed. (XLA's stateless RNG is not the CPU kernel's,
     so the draws differ from eager mode's; the ops under XLA are compared with the host in
     test_other_backends_match_the_host[jax].)"""
     import tensorflow as tf
-    aug = da.DeviceAugment(randaugment=(2, 9), output_normalization="mean")
+    aug = da.DeviceAugment(randaugment=(1, 9), output_normalization="mean")
     fn = tf.function(lambda im, s: aug(im, s), jit_compile=True)
     small = tf.constant(real_batch[:, :24, :24])
     a, b, c = (fn(small, tf.constant(s, tf.int64)).numpy() for s in ([3, 7], [3, 7], [3, 8]))
