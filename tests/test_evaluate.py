@@ -154,6 +154,31 @@ def test_evaluate_default_output_beside_checkpoint(run_dir, imagenette):
     assert os.path.exists(os.path.join(ckpt, "eval-val.json"))
 
 
+def test_evaluate_weights_file_with_its_metadata(run_dir, imagenette, tmp_path):
+    """--weights X.weights.h5 (no run): the network and its preprocessing come from X.json
+    beside it, and the evaluation equals the run's own (--model_dir); without the
+    normalization in X.json it is refused naming the file (never a silent guess)."""
+    import shutil
+    from official import checkpoints
+    from official import evaluate as E
+    weights = tmp_path / "mine.weights.h5"
+    shutil.copy(os.path.join(checkpoints.checkpoint_path(run_dir), checkpoints.WEIGHTS), weights)
+    meta = {"model": "resnet18", "overrides": {"width": 16}, "num_classes": 10,
+            "image_size": IMAGE_SIZE, "eval_preprocess": "imagenet"}
+    (tmp_path / "mine.json").write_text(json.dumps(meta))
+    kw = dict(max_examples=16, batch_size=16, benchmark_steps=1, progress=False, plots=False)
+    with pytest.raises(E.EvaluationError, match=r"mine.json"):
+        E.evaluate(None, imagenette, weights=str(weights), output_dir=str(tmp_path / "a"), **kw)
+    (tmp_path / "mine.json").write_text(json.dumps(dict(meta, normalization="mean")))
+    ours = E.evaluate(None, imagenette, weights=str(weights), **kw)
+    theirs = E.evaluate(run_dir, imagenette, output_dir=str(tmp_path / "run"), **kw)
+    assert ours["details"]["confusion_matrix"] == theirs["details"]["confusion_matrix"]
+    assert ours["details"]["weights"] == str(weights)
+    assert ours["details"]["files"]["json"] == str(tmp_path / "eval-val.json")  # beside it
+    with pytest.raises(E.EvaluationError, match="give --model_dir .* or --weights .*not both"):
+        E.evaluate(run_dir, imagenette, weights=str(weights), **kw)
+
+
 def test_corruption_dir_source(run_dir, imagenette, tmp_path, monkeypatch):
     """--corruption_dir reads DIR/<corruption>/<severity>/<split>/<class>/<image>."""
     import zipfile
