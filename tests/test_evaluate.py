@@ -166,7 +166,7 @@ def test_evaluate_weights_file_with_its_metadata(run_dir, imagenette, tmp_path):
     meta = {"model": "resnet18", "overrides": {"width": 16}, "num_classes": 10,
             "image_size": IMAGE_SIZE, "eval_preprocess": "imagenet"}
     (tmp_path / "mine.json").write_text(json.dumps(meta))
-    kw = dict(max_examples=16, batch_size=16, benchmark_steps=1, progress=False, plots=False)
+    kw = dict(max_examples=8, batch_size=8, benchmark_steps=1, progress=False, plots=False)
     with pytest.raises(E.EvaluationError, match=r"mine.json"):
         E.evaluate(None, imagenette, weights=str(weights), output_dir=str(tmp_path / "a"), **kw)
     (tmp_path / "mine.json").write_text(json.dumps(dict(meta, normalization="mean")))
