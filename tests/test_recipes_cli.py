@@ -17,9 +17,9 @@ real programs, in subprocesses:
 
 The general fine-tuning recipe (``finetune``) runs as a user runs it on their own photos: on a
 flat class-folder tree (the same 60 images under folders named after the classes, no split
-folders), warm-started from E1's run (the same network, ResNet-50-D); its run holds out 1 image
-per class (``--val_fraction`` 0.1 of 6, rounded, at least 1), and ``official.evaluate``
-reads the run's held-out split from the folder. Checked as well: after its first step (LR 0
+folders), warm-started from E1's run with ``--weights`` (the same network, ResNet-50-D); its
+run holds out 1 image per class (``--val_fraction`` 0.1 of 6, rounded, at least 1), and
+``official.evaluate`` reads the run's held-out split from the folder. Checked as well: after its first step (LR 0
 at the start of the warm-up) every trainable non-head weight equals E1's.
 
 Offline distillation (E7-E12) reads TFRecords whose teacher logits ``data.build_tfrecords``
@@ -65,7 +65,7 @@ TIMEOUT = 900
 # flags this test sets itself (scale, paths, speed of the test): not compared with the recipe
 SCALE_FLAGS = {"train_steps", "batch_size", "image_size", "model_overrides", "eval_steps",
                "eval_batch_size", "progress_bar", "log_every_steps", "data", "model_dir",
-               "teacher", "init_checkpoint", "recipe"}
+               "teacher", "init_checkpoint", "weights", "recipe"}
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -111,10 +111,10 @@ def _same(expected, actual):
 
 class Recipe:
     def __init__(self, name, flagfiles, big_little, data="subset", deps=(), extra=(), env=None,
-                 teacher=None, init_from=None):
+                 teacher=None, init_from=None, warm_flag="init_checkpoint"):
         self.name, self.flagfiles, self.big_little = name, flagfiles, big_little
         self.data, self.deps, self.extra, self.env = data, list(deps), list(extra), env or {}
-        self.teacher, self.init_from = teacher, init_from
+        self.teacher, self.init_from, self.warm_flag = teacher, init_from, warm_flag
         values = {}
         for f in flagfiles:
             values.update(_flagfile_values(f))
@@ -155,7 +155,7 @@ def _recipes():
                         deps=["tfrecords"] if offline else []))
     r.append(Recipe("smoke", [CONFIGS / "smoke.cfg"], big_little=False))
     r.append(Recipe("finetune", [CONFIGS / "finetune.cfg"], big_little=False, data="flat",
-                    deps=["E1/train2"], init_from="E1"))
+                    deps=["E1/train2"], init_from="E1", warm_flag="weights"))
     r.append(Recipe("finetune_food101", [CONFIGS / "finetune_food101.cfg"], big_little=True,
                     deps=["E11/train2"], init_from="E11"))
     r.append(Recipe("mini_cifar", [CONFIGS / "E0.cfg", abl / "mini_cifar.cfg"], big_little=False))
@@ -299,7 +299,7 @@ def runs(tmp_path_factory):
         if r.teacher:
             argv.append(f"--teacher={root / 'runs' / r.teacher}")
         if r.init_from:
-            argv.append(f"--init_checkpoint={root / 'runs' / r.init_from}")
+            argv.append(f"--{r.warm_flag}={root / 'runs' / r.init_from}")
         jobs.add(f"{name}/train1", argv + ["--stop_after_steps=1"], deps=r.deps, env=env)
         jobs.add(f"{name}/train2", argv, deps=[f"{name}/train1"], env=env)
         if r.evaluated_by == name:
@@ -412,7 +412,7 @@ def test_offline_teacher_logits_come_from_the_exported_teacher(runs):
 
 
 def test_finetune_on_a_flat_folder_holds_out_and_warm_starts(runs):
-    """``--flagfile=finetune --data=<flat folder> --init_checkpoint=<E1 run>``: the run
+    """``--flagfile=finetune --data=<flat folder> --weights=<E1 run>``: the run
     recorded the held-out split (1 of 6 images per class: 50 to train on, 10 held out; class
     names from the folders), the trainer and ``official.evaluate`` evaluated on those 10
     images, and the first step started from E1's weights: the recipe's warm-up starts at LR 0,
