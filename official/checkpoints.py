@@ -270,10 +270,11 @@ def config_from_weights(info, flag: str = "--weights") -> RunConfig:
                          "after its timm architecture (resnet50d.safetensors), or use the run "
                          "directory it comes from")
     if not info.normalization:
+        where = (info.metadata_from if info.metadata_from.endswith(".json")
+                 else _sidecar_name(info.path))
         raise ValueError(f"{flag} {info.spec!r} ({info.arch}) does not say which input "
                          "normalization it was trained with: add \"normalization\": \"mean\" "
-                         f"(this project's runs) or \"mean_std\" (timm/torchvision) to "
-                         f"{info.metadata_from or _sidecar_name(info.path)}")
+                         f"(this project's runs) or \"mean_std\" (timm/torchvision) to {where}")
     return RunConfig(
         model=ModelConfig(name=info.arch, overrides=dict(info.overrides),
                           num_classes=info.num_classes, image_size=int(info.image_size or 224)),

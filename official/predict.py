@@ -223,7 +223,10 @@ class _SavedModel:
         except Exception as e:
             raise PredictionError(f"--weights {path!r}: cannot load the SavedModel: {e}") from e
         meta_path = os.path.join(path, "export_metadata.json")
-        self.metadata = json.load(open(meta_path)) if os.path.exists(meta_path) else {}
+        self.metadata = {}
+        if os.path.exists(meta_path):
+            with open(meta_path) as f:
+                self.metadata = json.load(f)
         names = self.metadata.get("class_names")
         self.num_classes = int(self.metadata.get("num_classes") or 0) or None
         self.class_names = [str(n) for n in names] if names else None

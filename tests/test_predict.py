@@ -158,3 +158,22 @@ def test_predict_function_json_and_exit_status(run_and_images, capsys):
         P.main([str(root / "more.zip")])
     with pytest.raises(P.PredictionError, match="cannot load --weights .*does not exist"):
         P.main([f"--weights={root / 'no_such.weights.h5'}", str(root / "more.zip")])
+
+
+def test_predict_with_a_keras_file_needs_its_normalization(run_and_images, tmp_path):
+    """--weights X.keras: the network is in the file, the preprocessing is not; without
+    X.json saying the normalization the program refuses (naming the file), with it the
+    predictions equal the run's."""
+    from official import checkpoints
+    from official import predict as P
+    run, root, images = run_and_images
+    model, config = checkpoints.restore_model(str(run))
+    model.save(str(tmp_path / "net.keras"))
+    image = str(root / "more.zip")
+    with pytest.raises(P.PredictionError, match=r"net.keras.*normalization.*net.json"):
+        P.predict(str(tmp_path / "net.keras"), [image])
+    (tmp_path / "net.json").write_text(json.dumps({
+        "model": "resnet18", "overrides": {"width": 16}, "normalization": "mean",
+        "image_size": IMAGE_SIZE, "class_names": NAMES}))
+    ours = P.predict(str(tmp_path / "net.keras"), [image], top_k=3)
+    assert ours == P.predict(str(run), [image], top_k=3)
