@@ -105,6 +105,7 @@ def test_help_lists_the_flags(capsys):
     ("official.evaluate", ("--model_dir", "--data", "--batch_size", "--corruptions",
                            "--retrieval_metric")),
     ("official.convert", ("--source", "--arch", "--checkpoint", "--output", "--image_size")),
+    ("official.predict", ("--model_dir", "--weights", "--top_k", "--format", "--batch_size")),
 ])
 def test_module_help_and_usage_error_exit_status(module, flags):
     proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO_ROOT,
