@@ -8,7 +8,7 @@ export ASSEMBLE_DATA_DIR
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 MODEL ?= assemble_resnet50
-# `make test` also installs the `convert` extra (torch, torchvision, timm: about 5.5 GB) so the
+# `make test` also installs the `test-torch` extra (torch, torchvision, timm: about 5.5 GB) so the
 # weight-conversion tests run; `make test WITH_TORCH=0` leaves it out and those tests skip.
 WITH_TORCH ?= 1
 TORCH_STAMP := $(VENV)/.installed-convert-stamp
@@ -21,7 +21,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 $(TORCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,convert]'
+	$(BIN)/python -m pip install -q -e '.[test,test-torch]'
 	touch $(TORCH_STAMP)
 
 venv: $(STAMP)

@@ -245,6 +245,11 @@ def frost_texture_paths() -> list:
     return [root / n for n in names]
 
 
+#: The extra of ``setup.py`` that installs ``imagecorruptions`` and what it imports (OpenCV,
+#: scikit-image, SciPy, Numba); ``official.extras`` names the same extra.
+INSTALL_HINT = "pip install 'assemble-cnn[robustness]'"
+
+
 def available() -> bool:
     """True when ``imagecorruptions`` can be imported."""
     try:
@@ -252,3 +257,13 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def require_available(program: str = "this program") -> None:
+    """Raises ``ImportError`` with the ``pip install`` line when ``imagecorruptions`` (or a
+    package it imports) is missing; programs call it before any work."""
+    try:
+        _corruption_functions()
+    except ImportError as e:
+        raise ImportError(f"{program} needs imagecorruptions to corrupt images ({e}): "
+                          f"{INSTALL_HINT}") from e

@@ -241,6 +241,7 @@ def parse_args(argv=None):
 def run(argv=None) -> dict:
     """Runs the CLI; returns ``{"images": n, "written": m, "output": path}``."""
     args = parse_args(argv)
+    corruption_lib.require_available("python -m data.make_corruptions")
     source = _Input(args.input)
     members = source.members()
     splits_present = sorted({m.split("/")[0] for m in members})
@@ -343,7 +344,11 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    summary = run(argv)
+    try:
+        summary = run(argv)
+    except ImportError as e:  # a missing optional package: one line with the pip command
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"corrupted {summary['images']} images, wrote {summary['written']} files under "
           f"{summary['output']}")
     return 0

@@ -82,6 +82,7 @@ from flags import cli
 from flags import run_dir as run_dir_flags
 from flags import runtime as runtime_flags
 from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
+from official import extras
 
 logger = logging.getLogger("official.evaluate")
 
@@ -624,6 +625,14 @@ def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, w
         raise EvaluationError(f"--max_examples must be >= 1, got {max_examples}")
     if baseline_errors and baseline_errors.strip().lower() != "alexnet":
         load_baseline_errors(baseline_errors)  # fail early, before the long work
+    # Optional packages the flags need, checked now rather than when they are first used.
+    corrupting = corruption_names and not corruption_dir
+    needed = ((["matplotlib"] if plots else [])
+              + (["imagecorruptions", "cv2", "skimage", "scipy", "PIL"] if corrupting else []))
+    try:
+        extras.require(*needed, program="official.evaluate")
+    except extras.MissingDependency as e:
+        raise EvaluationError(str(e)) from e
 
     model, config, ckpt_dir = restore(model_dir, which, dtype, weights=weights)
     num_classes = _num_classes(model)

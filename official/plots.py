@@ -5,7 +5,7 @@
   models compared in Assemble-ResNet's Table 5).
 * :func:`plot_confusion_matrix` - a (row-normalized) confusion matrix.
 
-matplotlib is only needed when a plot is drawn (``pip install .[plot]``); importing this
+matplotlib is only needed when a plot is drawn (``pip install 'assemble-cnn[plots]'``); importing this
 module does not import it.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _pyplot():
     try:
         import matplotlib  # pylint: disable=import-outside-toplevel
     except ImportError as e:  # pragma: no cover
-        raise ImportError("plotting needs matplotlib: pip install 'assemble-cnn[plot]'") from e
+        raise ImportError("plotting needs matplotlib: pip install 'assemble-cnn[plots]'") from e
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     return plt
