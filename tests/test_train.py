@@ -163,6 +163,12 @@ def test_bad_inputs_fail_before_work(imagenette, tmp_path):
         (dict(data__autoaugment="imagenett"), "--autoaugment='imagenett': unknown policy"),
         (dict(optimization__batch_size=1300, regularization__mixing="mixup",
               regularization__mixing_form="double_batch"), "2 x --batch_size"),
+        # Big-Little: the big branch is upsampled 2x onto the little one (sizes: multiples of 32)
+        (dict(model__name="table7_e11", model__overrides={"width": 8}, model__image_size=48),
+         "--image_size gives 48 px.*multiple of 32"),
+        (dict(model__name="table7_e11", model__overrides={"width": 8},
+              data__eval_preprocess="imagenet_73"),
+         "--eval_preprocess=imagenet_73 gives 73 px.*multiple of 32.*use e.g. 64"),
     ]
     for fields, pattern in cases:
         with pytest.raises(train.ConfigError, match=pattern):
