@@ -224,9 +224,9 @@ def equalize(image):
     Implementation choices measured on CPU (224 px, one thread): the pixels stay in the HWC
     layout and get channel offsets (:func:`_channel_offsets`), so one 768-bin
     ``histogram_fixed_width`` gives the three histograms and one ``gather_nd`` applies the
-    three tables: 0.8 ms, against 1.2 ms for per-channel histograms and ``gather_nd`` on the
-    channel-major layout (two transposes, a broadcast offset). ``bincount`` is slower than
-    ``histogram_fixed_width`` and ``gather`` slower than ``gather_nd`` (docs/AUGMENTATION.md).
+    three tables, chosen over per-channel histograms on the channel-major layout (two
+    transposes, a broadcast offset), ``bincount`` and ``gather``. Equalize costs 0.78 ms per
+    224 px image (benchmarks/autoaugment_cost.py, docs/results/autoaugment_cost_2026-12-04_cpu.txt).
     """
     indices = tf.cast(image, tf.int32) + _channel_offsets(image)   # [H, W, 3] in 0..767
     # Bins of width 1 over [0, 768): (v - 0) / 1.0 is exact.
@@ -446,11 +446,12 @@ def _check_image(image, dtype=tf.uint8):
 def _switch(index, branches, shape):
     """``tf.switch_case`` kept as a functional ``Case`` op (not lowered to Switch/Merge).
 
-    Lowered control flow (the default inside ``tf.data`` functions) still walks the dead
-    nodes of every untaken branch for each element; with ~10 image-op branches per switch
-    that was measured at ~0.1 ms CPU per dead branch at 224 px. Marking the op with
+    Lowered control flow (the default inside ``tf.data`` functions) walks the dead nodes of
+    every untaken branch for each element; marking the op with
     ``_lower_using_switch_merge=False`` makes the runtime call only the chosen branch
-    function. This uses the private ``Operation._set_attr``; if that API goes away the
+    function. On TF 2.21 the two cost the same within noise (lowered / not lowered 0.94, 0.002
+    ms per untaken branch at 224 px: docs/results/autoaugment_cost_2026-12-04_cpu.txt); the
+    functional form is kept because it does no work for untaken branches by construction. This uses the private ``Operation._set_attr``; if that API goes away the
     switch simply stays lowered (same results, slower).
     """
     out = tf.switch_case(index, branches)
@@ -523,8 +524,8 @@ def distort_float_with_autoaugment(image, policy_name, seed, *, translate_const=
     # and each position runs one tf.switch_case over the policy's distinct ops (branch 0 =
     # not applied). Only the chosen op is computed. This is the same distribution as a
     # switch over the 25 sub-policies, but the graph holds each op once per position instead
-    # of once per sub-policy: inside tf.data every extra branch costs time per element
-    # (measured ~0.3 ms per equalize-sized branch at 224 px on 2 CPU cores).
+    # of once per sub-policy (a smaller graph for tf.data to instantiate and, when a switch
+    # is lowered, to walk per element).
     names = sorted({name for sub in policy for name, _, _ in sub})
     num_pos = max(len(sub) for sub in policy)
     ops_t, probs_t, levels_t = [], [], []
