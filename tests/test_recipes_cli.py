@@ -165,6 +165,10 @@ def _recipes():
                                      abl / "mini_jax_gpu.cfg"],
                     big_little=True, data="npz", deps=["mini_cifar/train2"], teacher="mini_cifar",
                     env={"KERAS_BACKEND": "jax"}))
+    # benchmarks/imagewoof_ablation.py composes every row with it; E11 is the demanding one
+    # (Big-Little evaluated at the training size, offline KD from TFRecords, AutoAugment).
+    r.append(Recipe("imagewoof_cpu", [CONFIGS / "E11.cfg", abl / "imagewoof_cpu.cfg"],
+                    big_little=True, data="tfrecords", deps=["tfrecords"]))
     return r
 
 
