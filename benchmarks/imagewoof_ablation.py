@@ -51,7 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mini_ablation import CORRUPTIONS_15, _members, _write_subset, log  # noqa: E402
+from mini_ablation import (CORRUPTIONS_15, _members, _write_subset, log,  # noqa: E402
+                           normalize_by_e0, parse_seeds)
 
 DATA_DIR = os.environ.get("ASSEMBLE_DATA_DIR", os.path.join(os.path.dirname(ROOT), "shared", "data"))
 WOOF = os.path.join(DATA_DIR, "imagewoof2-128")
@@ -289,14 +290,9 @@ def report(a):
                           num_val=e["num_examples"], train_images_per_sec=res.get("images_per_sec"),
                           train_wall_s=res.get("wall_s"), steps=res.get("step"),
                           inference_images_per_sec=e.get("images_per_second")))
-    base = [e for e in evals if e["row"] == "E0"]
-    if not base:
-        raise SystemExit("no evaluated E0 run: the mCE baseline is missing")
-    base_sum = {c: np.mean([np.sum(e["errors"][c]) for e in base]) for c in CORRUPTIONS_15}
+    normalize_by_e0(evals)
     for e in evals:
-        e["ce"] = {c: 100.0 * np.sum(e["errors"][c]) / base_sum[c] for c in CORRUPTIONS_15}
-        e["mce"] = float(np.mean(list(e["ce"].values())))
-        e["mean_corruption_error"] = 100.0 * float(np.mean([np.mean(v) for v in e["errors"].values()]))
+        e["mean_corruption_error"] *= 100.0  # percent in this report
     rows = []
     for row in a.rows:
         es = [e for e in evals if e["row"] == row]
@@ -405,11 +401,7 @@ def parse(argv=None):
     a.rows = [r.strip() for r in a.rows.split(",") if r.strip()]
     a.severities = [int(s) for s in str(a.severities).split(",")]
     a.lrs = [float(x) for x in a.lrs.split(",")]
-    seeds = {}
-    for item in a.seeds:
-        k, _, v = item.partition("=")
-        seeds[k] = [int(s) for s in v.split(",")]
-    a.seeds = seeds
+    a.seeds = parse_seeds(a.seeds)
     a.stages = [s.strip() for s in a.stages.split(",")]
     return a
 

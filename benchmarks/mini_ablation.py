@@ -378,21 +378,37 @@ def _predictor(model, keras):
 
 
 # ----------------------------------------------------------------------------- report
+def normalize_by_e0(evals):
+    """Adds ``ce`` (per corruption, E0 = 100), ``mce`` and ``mean_corruption_error`` (a
+    fraction, unnormalized) to each evaluated run ``{"row", "errors": {corruption: [error per
+    severity]}}``: ``CE_c = 100 sum_s E_s,c / sum_s E_s,c(E0)`` with E0 the mean over its runs.
+    Also used by benchmarks/imagewoof_ablation.py."""
+    base = [e for e in evals if e["row"] == "E0"]
+    if not base:
+        raise SystemExit("no evaluated E0 run: the mCE baseline is missing")
+    base_sum = {c: np.mean([np.sum(e["errors"][c]) for e in base]) for c in CORRUPTIONS_15}
+    for e in evals:
+        e["ce"] = {c: 100.0 * np.sum(e["errors"][c]) / base_sum[c] for c in CORRUPTIONS_15}
+        e["mce"] = float(np.mean(list(e["ce"].values())))
+        e["mean_corruption_error"] = float(np.mean([np.mean(v) for v in e["errors"].values()]))
+
+
+def parse_seeds(items):
+    """``["E0=0,1", "*=0"]`` -> ``{"E0": [0, 1], "*": [0]}`` (``*``: the other rows)."""
+    seeds = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        seeds[k] = [int(s) for s in v.split(",")]
+    return seeds
+
+
 def report(a):
     evals = []
     for row, seed in run_list(a):
         p = os.path.join(a.out, "runs", f"{row}_s{seed}", "mini_eval.json")
         if os.path.exists(p):
             evals.append(json.load(open(p)))
-    base = [e for e in evals if e["row"] == "E0"]
-    if not base:
-        raise SystemExit("no evaluated E0 run: the mCE baseline is missing")
-    base_sum = {c: np.mean([np.sum(e["errors"][c]) for e in base]) for c in CORRUPTIONS_15}
-    for e in evals:
-        ce = {c: 100.0 * np.sum(e["errors"][c]) / base_sum[c] for c in CORRUPTIONS_15}
-        e["ce"] = ce
-        e["mce"] = float(np.mean(list(ce.values())))
-        e["mean_corruption_error"] = float(np.mean([np.mean(v) for v in e["errors"].values()]))
+    normalize_by_e0(evals)
     rows = []
     for row in a.rows:
         es = [e for e in evals if e["row"] == row]
@@ -496,11 +512,7 @@ def parse(argv=None):
         a.batch_size = a.batch_size or 32
     a.rows = [r.strip() for r in a.rows.split(",") if r.strip()]
     a.severities = [int(s) for s in str(a.severities).split(",")]
-    seeds = {}
-    for item in a.seeds:
-        k, _, v = item.partition("=")
-        seeds[k] = [int(s) for s in v.split(",")]
-    a.seeds = seeds
+    a.seeds = parse_seeds(a.seeds)
     a.stages = [s.strip() for s in a.stages.split(",")]
     a.runs = [r for r in a.runs.split(",") if r]
     return a
