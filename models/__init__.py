@@ -169,6 +169,17 @@ def get_model_config(name: str, **overrides):
     return replace_config(cfg, overrides)
 
 
+def input_size_error(cfg, size: int):
+    """Why the network of ``cfg`` cannot take ``size`` px inputs, or ``None``. Big-Little
+    networks need a multiple of the total stride (the big branch is upsampled 2x and added to
+    the little branch); every network needs at least the total stride."""
+    stride = cfg.total_stride()
+    if getattr(cfg, "arch", None) == "big_little" and size % stride:
+        return (f"Big-Little networks need height and width divisible by the total stride "
+                f"{stride} (the big branch is upsampled 2x and added to the little branch)")
+    return None
+
+
 def _check_build_args(cfg, num_classes, input_shape):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"invalid num_classes={num_classes!r}: must be a positive integer")
@@ -189,11 +200,9 @@ def _check_build_args(cfg, num_classes, input_shape):
             raise ValueError(
                 f"invalid input_shape={input_shape!r}: height and width must be integers >= "
                 f"{stride}, the network's total stride (or None)")
-        if cfg.arch == "big_little" and size % stride:
-            raise ValueError(
-                f"invalid input_shape={input_shape!r}: Big-Little networks need height and "
-                f"width divisible by the total stride {stride} (the big branch is upsampled 2x "
-                "and added to the little branch)")
+        reason = input_size_error(cfg, size)
+        if reason:
+            raise ValueError(f"invalid input_shape={input_shape!r}: {reason}")
     return shape
 
 

@@ -166,30 +166,26 @@ def check_model_dir(model_dir: str, is_chief: bool = True) -> None:
         raise ConfigError(f"--model_dir={model_dir!r} is not writable: {e}") from e
 
 
-def _check_big_little_sizes(cfg: RunConfig) -> None:
-    """Big-Little networks upsample the big branch 2x onto the little one, so their input
-    height and width must be multiples of the total stride (32): checked here for the training
-    size and the evaluation size, instead of a shape error inside the first evaluation."""
+def _check_input_sizes(cfg: RunConfig) -> None:
+    """The training size and the evaluation size must suit the network
+    (``models.input_size_error``: Big-Little needs multiples of 32), checked at start-up
+    instead of a shape error inside the first evaluation."""
     import models
     from data.preprocessing import eval_image_size
     try:
         mcfg = models.get_model_config(cfg.model.name, **cfg.model_overrides())
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"--model={cfg.model.name} --model_overrides: {e}") from e
-    if getattr(mcfg, "arch", None) != "big_little":
-        return
-    stride = mcfg.total_stride()
-    try:
         eval_size = eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess)
-    except ValueError as e:
-        raise ConfigError(f"--eval_preprocess={cfg.data.eval_preprocess!r}: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"--model={cfg.model.name} / --model_overrides / --eval_preprocess: "
+                          f"{e}") from e
+    stride = mcfg.total_stride()
     for flag, size in (("--image_size", cfg.model.image_size),
                        (f"--eval_preprocess={cfg.data.eval_preprocess}", eval_size)):
-        if size % stride:
-            raise ConfigError(
-                f"{flag} gives {size} px, but {cfg.model.name} is a Big-Little network, whose "
-                f"input size must be a multiple of {stride} (its big branch is upsampled 2x and "
-                f"added to the little branch); use e.g. {max(stride, size // stride * stride)}")
+        reason = models.input_size_error(mcfg, size)
+        if reason:
+            raise ConfigError(f"{flag} gives {size} px, but {cfg.model.name}: {reason}; a "
+                              f"multiple of {stride} works, use e.g. "
+                              f"{max(stride, size // stride * stride)}")
 
 
 def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
@@ -272,7 +268,7 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
     except ImportError:
         pass
     else:
-        _check_big_little_sizes(cfg)
+        _check_input_sizes(cfg)
     if d.source.startswith("npz:"):
         import numpy as np
         path = d.source[4:]
