@@ -451,8 +451,9 @@ def _switch(index, branches, shape):
     ``_lower_using_switch_merge=False`` makes the runtime call only the chosen branch
     function. On TF 2.21 the two cost the same within noise (lowered / not lowered 0.94, 0.002
     ms per untaken branch at 224 px: docs/results/autoaugment_cost_2026-12-04_cpu.txt); the
-    functional form is kept because it does no work for untaken branches by construction. This uses the private ``Operation._set_attr``; if that API goes away the
-    switch simply stays lowered (same results, slower).
+    functional form is kept because it does no work for untaken branches by construction.
+    This uses the private ``Operation._set_attr``; if that API goes away the switch simply
+    stays lowered (same results).
     """
     out = tf.switch_case(index, branches)
     if not tf.executing_eagerly():
