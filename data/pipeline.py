@@ -47,8 +47,9 @@ def use_pooling_cpu_allocator(quiet: bool = False) -> bool:
     machine, a quarter of the pipeline's cost; docs/BENCHMARKS.md). The same happens to the
     large activations of a model on the CPU: a ResNet-50 training step is faster with the
     pooling allocator (docs/results/model_throughput_allocator_2026-12-04_cpu.txt). The BFC
-    allocator keeps and reuses that memory (it grows up to ``TF_CPU_BFC_MEM_LIMIT_IN_MB``, 64 GB by default, and does not give memory
-    back; peak resident memory measured 0-10 % higher). It is a process-wide choice, for all of
+    allocator keeps and reuses that memory (it grows up to ``TF_CPU_BFC_MEM_LIMIT_IN_MB``,
+    64 GB by default, and does not give memory back; peak resident memory measured 0-10 %
+    higher). It is a process-wide choice, for all of
     TensorFlow's host memory, so it is the program's to make: the trainer and the evaluation
     program make it by default (``--host_allocator``); importing this package does not.
 
