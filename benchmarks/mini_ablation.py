@@ -48,14 +48,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from data.constants import CHANNEL_MEANS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402 (no TensorFlow)
+from official.robustness import CORRUPTIONS_15  # noqa: E402 (numpy only)
+
 CIFAR = os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10-jpeg")
-CORRUPTIONS_15 = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
-                  "motion_blur", "zoom_blur", "snow", "frost", "fog", "brightness", "contrast",
-                  "elastic_transform", "pixelate", "jpeg_compression")
-# data.preprocessing (not imported: it imports TensorFlow)
-CHANNEL_MEANS = (123.68, 116.78, 103.94)
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 ROW_NAMES = {  # models.TABLE7 / official/configs/E<k>.cfg (the reading of Table 7)
     "E0": "ResNet-50 baseline",
     "E3": "+ ResNet-D, label smoothing, mixup",

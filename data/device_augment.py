@@ -115,18 +115,9 @@ from keras import ops
 import keras
 
 from data import policies
+from data.constants import (
+    AREA_RANGE, ASPECT_RATIO_RANGE, CHANNEL_MEANS, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS)
 
-# The same values as data.preprocessing.AREA_RANGE / ASPECT_RATIO_RANGE, repeated because that
-# module imports TensorFlow and this one must not (the JAX path runs without it);
-# tests/test_device_augment.py checks that the two agree.
-AREA_RANGE = (0.05, 1.0)
-ASPECT_RATIO_RANGE = (0.75, 1.33)  # the official code's 1.33, not 4/3
-# data.preprocessing's normalizations (CHANNEL_MEANS, IMAGENET_MEAN, IMAGENET_STD), repeated
-# for the same reason (tested equal).
-CHANNEL_MEANS = (123.68, 116.78, 103.94)
-IMAGENET_MEAN = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
-IMAGENET_STD = (0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0)
-NORMALIZATIONS = ("mean", "mean_std")
 
 def sample_boxes(batch, height, width, seed, area_range=AREA_RANGE, aspect_range=ASPECT_RATIO_RANGE,
                  attempts=10):

@@ -12,7 +12,7 @@ clovaai/assembled-cnn (itself adapted from the TF ResNet "official/r1" code):
   float rounding, cheaper; see :func:`preprocess_for_train`). All randomness is stateless
   (``seed`` is a shape-[2] tensor).
 * evaluation: aspect-preserving bilinear resize of the short side, then a central crop
-  (see :func:`data.eval_sizes.eval_sizes` for the eval preprocessing types).
+  (see :func:`data.constants.eval_sizes` for the eval preprocessing types).
 * normalization: ``"mean"`` subtracts the RGB means (the paper), ``"mean_std"`` uses the
   ImageNet mean and standard deviation.
 
@@ -28,20 +28,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from data.eval_sizes import CROP_FRACTION, eval_image_size, eval_sizes  # noqa: F401  (re-exported)
-
-# The paper's RGB means (``imagenet_preprocessing.CHANNEL_MEANS``).
-CHANNEL_MEANS = (123.68, 116.78, 103.94)
-# ImageNet mean / std in 0..255 units, for ``normalization="mean_std"``.
-IMAGENET_MEAN = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
-IMAGENET_STD = (0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0)
-NORMALIZATIONS = ("mean", "mean_std")
-
-# Random-resized-crop parameters of the paper (``_decode_crop_and_flip``).
-MIN_OBJECT_COVERED = 0.1
-ASPECT_RATIO_RANGE = (0.75, 1.33)
-AREA_RANGE = (0.05, 1.0)
-MAX_ATTEMPTS = 100
+# Re-exported: callers and tests read them as data.preprocessing.<name>.
+from data.constants import (  # noqa: F401
+    AREA_RANGE, ASPECT_RATIO_RANGE, CHANNEL_MEANS, CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD,
+    MAX_ATTEMPTS, MIN_OBJECT_COVERED, NORMALIZATIONS, eval_image_size, eval_sizes)
 
 
 def decode_image(image_bytes):

@@ -171,7 +171,7 @@ def _check_input_sizes(cfg: RunConfig) -> None:
     (``models.input_size_error``: Big-Little needs multiples of 32), checked at start-up
     instead of a shape error inside the first evaluation."""
     import models
-    from data.eval_sizes import eval_image_size
+    from data.constants import eval_image_size
     try:
         mcfg = models.get_model_config(cfg.model.name, **cfg.model_overrides())
         eval_size = eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess)

@@ -84,10 +84,20 @@ def test_bad_ranges_name_the_argument():
         da.sample_boxes(2, 8, 8, keras.random.SeedGenerator(0), attempts=0)
 
 
-def test_ranges_equal_the_tf_data_preprocessing():
-    from data import preprocessing
-    assert tuple(da.AREA_RANGE) == tuple(preprocessing.AREA_RANGE)
-    assert tuple(da.ASPECT_RATIO_RANGE) == tuple(preprocessing.ASPECT_RATIO_RANGE)
+def test_crop_and_normalization_constants_are_the_official_codes():
+    """Both input paths read one TensorFlow-free module (data.constants); its values are those
+    of clovaai/assembled-cnn ``preprocessing/imagenet_preprocessing.py``: ``_R_MEAN = 123.68``,
+    ``_G_MEAN = 116.78``, ``_B_MEAN = 103.94``, ``aspect_ratio_range=[0.75, 1.33]``,
+    ``area_range=[0.05, 1.0]``, ``min_object_covered=0.1``, ``max_attempts=100``, and the
+    ImageNet mean/std 0.485/0.456/0.406, 0.229/0.224/0.225 (torchvision)."""
+    from data import constants, preprocessing
+    assert da.AREA_RANGE is constants.AREA_RANGE is preprocessing.AREA_RANGE
+    assert tuple(constants.AREA_RANGE) == (0.05, 1.0)
+    assert tuple(constants.ASPECT_RATIO_RANGE) == (0.75, 1.33)
+    assert (constants.MIN_OBJECT_COVERED, constants.MAX_ATTEMPTS) == (0.1, 100)
+    assert tuple(constants.CHANNEL_MEANS) == (123.68, 116.78, 103.94)
+    np.testing.assert_allclose(np.array(constants.IMAGENET_MEAN) / 255, [0.485, 0.456, 0.406])
+    np.testing.assert_allclose(np.array(constants.IMAGENET_STD) / 255, [0.229, 0.224, 0.225])
 
 
 # =========================================================================== AutoAugment / RandAugment
@@ -247,11 +257,8 @@ def test_pipeline_in_an_xla_compiled_tf_function_is_seeded(real_batch):
     assert np.abs(pixels - small.numpy()).max() > 1.0 and np.abs(c - a).max() > 1.0
 
 
-def test_normalization_constants_equal_the_tf_data_preprocessing():
+def test_normalization_matches_the_tf_data_preprocessing():
     from data import preprocessing
-    assert tuple(da.CHANNEL_MEANS) == tuple(preprocessing.CHANNEL_MEANS)
-    assert tuple(da.IMAGENET_MEAN) == tuple(preprocessing.IMAGENET_MEAN)
-    assert tuple(da.IMAGENET_STD) == tuple(preprocessing.IMAGENET_STD)
     x = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
     for norm in da.NORMALIZATIONS:
         np.testing.assert_array_equal(np.asarray(da.normalize(x, norm)), preprocessing.normalize(x, norm).numpy())

@@ -1,12 +1,27 @@
-"""Evaluation image sizes of the paper's preprocessing types, without TensorFlow.
+"""Constants and size rules both input paths need, without TensorFlow (as ``timm/data/constants.py``).
 
-:func:`eval_sizes` is used by :mod:`data.preprocessing` (the TensorFlow crop) and by start-up
-checks that must also run where TensorFlow is absent (``KERAS_BACKEND=jax`` on the GPU machine),
-e.g. ``official.train``'s check that the evaluation size suits a Big-Little network.
+:mod:`data.preprocessing` (the ``tf.data`` path, TensorFlow) and :mod:`data.device_augment`
+(``keras.ops``, also on the JAX path where TensorFlow is absent) read the paper's normalization
+and crop parameters from here, and start-up checks such as ``official.train``'s check that the
+evaluation size suits a Big-Little network use :func:`eval_sizes` without importing TensorFlow.
+Values follow ``preprocessing/imagenet_preprocessing.py`` of clovaai/assembled-cnn.
 """
 from __future__ import annotations
 
 import re
+
+# The paper's RGB means (``imagenet_preprocessing.CHANNEL_MEANS``), for ``normalization="mean"``.
+CHANNEL_MEANS = (123.68, 116.78, 103.94)
+# ImageNet mean / std in 0..255 units, for ``normalization="mean_std"``.
+IMAGENET_MEAN = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
+IMAGENET_STD = (0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0)
+NORMALIZATIONS = ("mean", "mean_std")
+
+# Random-resized-crop parameters of the paper (``_decode_crop_and_flip``).
+MIN_OBJECT_COVERED = 0.1
+ASPECT_RATIO_RANGE = (0.75, 1.33)  # the official code's 1.33, not 4/3
+AREA_RANGE = (0.05, 1.0)
+MAX_ATTEMPTS = 100
 
 # Default eval crop fraction: 224 / 256.
 CROP_FRACTION = 0.875
