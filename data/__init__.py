@@ -5,6 +5,8 @@ Importing ``data`` imports nothing heavy: the public names below are loaded on f
 imported on a machine without TensorFlow, such as the JAX-only GPU machine.
 """
 import importlib
+import importlib.util
+import logging
 
 _EXPORTS = {
     "build_dataset": "data.pipeline",
@@ -26,3 +28,21 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+def apply_host_allocator(choice: str, quiet: bool = False) -> bool:
+    """Makes the ``--host_allocator`` choice (``flags.runtime``); call before TensorFlow runs
+    its first op. Returns True when the pooling allocator was switched on by this call."""
+    if choice != "bfc":
+        return False
+    if importlib.util.find_spec("tensorflow") is None:
+        # The JAX path on a machine without TensorFlow (KERAS_BACKEND=jax, npz input): there is
+        # no TensorFlow allocator to choose, and data.pipeline would import TensorFlow.
+        logging.getLogger("data").info(
+            "host allocator: TensorFlow is not installed; --host_allocator has nothing to choose")
+        return False
+    switched = importlib.import_module("data.pipeline").use_pooling_cpu_allocator(quiet=quiet)
+    if switched:
+        logging.getLogger("data").info(
+            "host allocator: TensorFlow's pooling BFC allocator (--host_allocator=bfc)")
+    return switched

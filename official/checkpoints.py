@@ -223,11 +223,18 @@ def build_model_from_config(config: RunConfig, num_classes: Optional[int] = None
     The same weights serve every input size: a run trains at ``model.image_size`` and
     evaluates at the size its ``eval_preprocess`` gives (E9-E12: train at 224, evaluate at
     256, as the paper's Table 7), and evaluation, restore and export take any size. (A model
-    built for ``(224, 224, 3)`` rejected the 256 px evaluation batches.)
+    built for ``(224, 224, 3)`` rejected the 256 px evaluation batches.) Built from the
+    resolved network config the trainer stored (``model.network``); run directories written
+    before it was stored are built from the name and overrides.
     """
     import models
-    return models.build_model(config.model.name,
-                              num_classes=num_classes or config.model.num_classes,
+    from models.config import config_from_dict
+    num_classes = num_classes or config.model.num_classes
+    if config.model.network:  # the resolved network the trainer stored (run_config.json)
+        return models.build_from_config(config_from_dict(config.model.network),
+                                        1000 if num_classes is None else num_classes,
+                                        (None, None, 3), name=config.model.name)
+    return models.build_model(config.model.name, num_classes=num_classes,
                               input_shape=(None, None, 3), **config.model_overrides())
 
 

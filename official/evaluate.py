@@ -77,10 +77,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+import data as data_lib
 import flags.evaluate as evaluate_flags
 from flags import cli
 from flags import run_dir as run_dir_flags
-from flags import runtime as runtime_flags
 from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
 from official import extras
 
@@ -350,7 +350,6 @@ def _check_source(source: str, num_classes: int, label_offset: int, what="--data
     ``info.num_classes`` and the model's width both count the true classes; ``label_offset``
     only shifts the stored labels (``data.build_dataset``), so it is not part of the check.
     """
-    import data as data_lib
     try:
         info = data_lib.inspect_source(source)
     except (ValueError, FileNotFoundError, OSError) as e:
@@ -369,7 +368,6 @@ def _label_offset(source, config) -> int:
     training TFRecords; an evaluation source may differ: TFRecords written by
     ``data.build_tfrecords`` record theirs (``summary.json``), and image folders, zips (e.g.
     ``--corruption_dir`` output of ``data.make_corruptions``) and TFDS labels start at 0."""
-    import data as data_lib
     info = data_lib.inspect_source(source)
     if info.kind != "tfrecord":
         return 0
@@ -377,7 +375,6 @@ def _label_offset(source, config) -> int:
 
 
 def _dataset(source, split, config, batch_size, num_classes, stats=None):
-    import data as data_lib
     try:
         return data_lib.build_dataset(
             source, split, training=False, batch_size=batch_size,
@@ -640,7 +637,6 @@ def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, w
     if split is None:
         split = config.data.eval_split
     if split is None:
-        import data as data_lib
         try:
             split = data_lib.resolve_eval_split(data)
         except ValueError as e:
@@ -652,7 +648,6 @@ def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, w
     out_dir = output_dir or ckpt_dir
     os.makedirs(out_dir, exist_ok=True)
 
-    import data as data_lib
     stats = data_lib.DatasetStats()
     ds = _take(_dataset(data, split, config, batch_size, num_classes, stats), max_examples,
                batch_size)
@@ -795,7 +790,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     and prints the result JSON as the last line of stdout; callable repeatedly from Python."""
     args = parse_args(argv)
     # Before TensorFlow's first op; quiet when a Python caller already runs TensorFlow.
-    runtime_flags.apply_host_allocator(args.host_allocator, quiet=True)
+    data_lib.apply_host_allocator(args.host_allocator, quiet=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     result = evaluate(args.model_dir, args.data, split=args.split, which=args.which,

@@ -105,12 +105,10 @@ def float_model(model, config):
     weights; falls back to ``model`` itself if the architecture cannot be built that way.
     Returns ``(keras.Model with outputs {"logits", ["embedding"]}, free_spatial: bool)``."""
     import keras
-    import models
-    from official.checkpoints import build_model_from_config  # noqa: F401 (same builder)
+    from official.checkpoints import build_model_from_config
     free = True
     try:
-        net = models.build_model(config.model.name, num_classes=int(model.outputs[0].shape[-1]),
-                                 input_shape=(None, None, 3), **config.model_overrides())
+        net = build_model_from_config(config, num_classes=int(model.outputs[0].shape[-1]))
         net.set_weights(model.get_weights())
     except Exception:  # pragma: no cover - architectures that need a static size
         net, free = model, False

@@ -13,14 +13,13 @@ from __future__ import annotations
 from absl import app, flags
 
 import flags as assemble_flags
-import flags.model as model_flags
 from flags import parse_overrides
 
 FLAGS = flags.FLAGS
 
 # The trainer's model flag group (--model, --model_overrides, --num_classes, --image_size, ...)
 # plus this program's own two; defaults for the shared flags are applied in main().
-assemble_flags.define_groups(model_flags)
+assemble_flags.define_sections("model")
 if "list" not in FLAGS:
     flags.DEFINE_boolean("list", False, "List the registered model names and exit.")
 if "summary" not in FLAGS:

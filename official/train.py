@@ -29,7 +29,9 @@ Deviations from the paper's code, on purpose:
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
+import json
 import math
 import os
 import signal
@@ -42,8 +44,8 @@ from absl import app
 from absl import flags as absl_flags
 from absl import logging as absl_logging
 
+import data
 import flags as assemble_flags
-from flags import runtime as runtime_flags
 from official import checkpoints as ckpt_lib
 from official.config import RunConfig
 
@@ -93,7 +95,6 @@ def preprocess_argv(argv):
 
 # ------------------------------------------------------------------------------ validation
 def _source_info(source: str):
-    import data
     try:
         return data.inspect_source(source)
     except Exception as e:
@@ -193,7 +194,7 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
     import keras
     backend = backend or keras.backend.backend()
     o, r, d, dist = cfg.optimization, cfg.regularization, cfg.data, cfg.distribution
-    errors = []
+    errors = cfg.choice_errors()  # enum fields set in Python or by --set
     if not d.source:
         errors.append("--data is required")
     if dist.strategy == "tpu" and not dist.tpu:
@@ -226,8 +227,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         errors.append(str(e))
     if d.autoaugment_policy() and d.randaugment:
         errors.append("use either --autoaugment or --randaugment, not both")
-    if d.augment_on not in ("host", "device"):
-        errors.append(f"--augment_on={d.augment_on!r}: use host or device")
     if d.source.startswith("npz:") and (d.autoaugment or d.randaugment) and d.augment_on != "device":
         errors.append(f"--autoaugment/--randaugment run per image in tf.data; --data={d.source!r} is "
                       f"pre-decoded npz input: add --augment_on=device (batched in the training step, "
@@ -269,6 +268,10 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         pass
     else:
         _check_input_sizes(cfg)
+        # The resolved network, stored in run_config.json: evaluation, export and fine-tuning
+        # rebuild exactly this network (official.checkpoints.build_model_from_config).
+        cfg.model.network = json.loads(json.dumps(dataclasses.asdict(  # as JSON stores it
+            models.get_model_config(cfg.model.name, **cfg.model_overrides()))))
     if d.source.startswith("npz:"):
         import numpy as np
         path = d.source[4:]
@@ -285,7 +288,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
                 raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
                                   f"{sorted(policies.POLICIES)}")
     else:
-        import data
         from data.pipeline import AUTOAUGMENT_POLICIES
         if d.autoaugment_policy() and d.autoaugment_policy() not in AUTOAUGMENT_POLICIES:
             raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
@@ -630,7 +632,10 @@ def config_from_flags() -> RunConfig:
     if w and ic and w != ic:
         raise ConfigError(f"--weights={w!r} and --init_checkpoint={ic!r} are the same setting "
                           "(warm start); give one")
-    cfg = assemble_flags.build_run_config(FLAGS)
+    try:
+        cfg = assemble_flags.build_run_config(FLAGS)
+    except ValueError as e:  # a bad --set
+        raise ConfigError(str(e)) from e
     if w or ic:
         explicit = {n for n in WEIGHTS_METADATA_FLAGS if FLAGS[n].present}
         try:
@@ -646,7 +651,7 @@ def config_from_flags() -> RunConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    runtime_flags.apply_host_allocator(FLAGS.host_allocator)  # before TensorFlow's first op
+    data.apply_host_allocator(FLAGS.host_allocator)  # before TensorFlow's first op
     try:
         cfg = config_from_flags()
         results = train(cfg, stop_after_steps=FLAGS.stop_after_steps,

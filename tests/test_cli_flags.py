@@ -36,17 +36,17 @@ def test_defaults_and_values_like_the_argparse_versions():
 def test_host_allocator_flag(monkeypatch):
     """--host_allocator (trainer and evaluate): 'bfc' by default, 'default' changes nothing, and
     an explicit TF_CPU_ALLOCATOR_USE_BFC=false in the environment wins over the default."""
-    from flags import runtime
+    import data
     assert E.parse_args(["--model_dir", "r", "--data", "d"]).host_allocator == "bfc"
     assert E.parse_args(["--model_dir", "r", "--data", "d",
                          "--host_allocator=default"]).host_allocator == "default"
     with pytest.raises(E.EvaluationError, match="--host_allocator=pool"):
         E.parse_args(["--model_dir", "r", "--data", "d", "--host_allocator=pool"])
     monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
-    assert runtime.apply_host_allocator("default") is False
+    assert data.apply_host_allocator("default") is False
     assert "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ
     monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "false")
-    assert runtime.apply_host_allocator("bfc") is False
+    assert data.apply_host_allocator("bfc") is False
     assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "false"
     # the trainer: program-only (not stored in the run config)
     import flags as assemble_flags

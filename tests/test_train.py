@@ -127,6 +127,96 @@ def test_run_config_json_roundtrip_and_flags():
         RunConfig.from_dict({"nope": 1})
 
 
+# The trainer's flag names as the recipes, docs and users' scripts spell them (the hand-written
+# flag modules before the flags were generated from official.config).
+TRAINER_FLAGS = sorted("""augment_on autoaugment base_learning_rate batch_size checkpoint_every_steps data
+    data_seed deterministic device_augment distillation distillation_temperature distillation_weight
+    distribution_strategy drop_block_keep_prob dtype ema_decay epochs eval_batch_size
+    eval_every_epochs eval_preprocess eval_split eval_steps exponential_decay_epochs
+    exponential_decay_rate image_size init_checkpoint jit_compile keep_checkpoints label_offset
+    label_smoothing log_every_steps lr_scaling lr_schedule mixing mixing_alpha mixing_form
+    mixing_per_sample model model_dir model_overrides momentum nesterov normalization num_classes
+    num_gpus piecewise_boundaries piecewise_rates progress_bar randaugment recipe seed split_seed
+    sync_bn teacher tensorboard tpu train_split train_steps val_fraction warmup_epochs weight_decay
+    weight_decay_mode weights zero_gamma""".split())
+
+
+def test_flags_are_generated_from_the_config_schema():
+    """One schema: every trainer flag comes from a field of official.config (names unchanged),
+    its help carries the field's default, enum fields refuse other values at parse time, and
+    ``--set section.field=value`` reaches any field (typed by the field), one builder override,
+    and fields without a flag; a bad --set names the key."""
+    from absl import flags as absl_flags
+    import flags
+    from official import train
+    flags.define_all()
+    assert sorted(flags.FLAG_TO_FIELD) == TRAINER_FLAGS
+    fv = absl_flags.FLAGS
+    assert "Default: 1024." in fv["batch_size"].help and "Default: 0.4." in fv["base_learning_rate"].help
+    assert "Default: 1.0,0.9." in fv["drop_block_keep_prob"].help
+    assert "Default" not in fv["teacher"].help  # empty default: the help says what unset means
+    argv = train.preprocess_argv(["prog", "--flagfile=smoke", "--set=optimization.ema_decay=0.9999",
+                                  "--set", "model.overrides.drop_block=true", "--set=data.eval_split=none",
+                                  "--eval_split=val", "--set=regularization.drop_block_keep_prob=1,0.7",
+                                  "--set=optimization.train_steps=9", "--set=data.num_train_examples=50"])
+    fv.unparse_flags()
+    fv(argv)
+    try:
+        cfg = flags.build_run_config(fv)
+    finally:
+        fv.unparse_flags()
+    assert cfg.optimization.ema_decay == 0.9999 and cfg.optimization.train_steps == 9
+    assert cfg.model.overrides["drop_block"] is True and cfg.data.eval_split is None
+    assert cfg.regularization.drop_block_keep_prob == [1.0, 0.7] and cfg.data.num_train_examples == 50
+    for bad, pattern in [("nope.x=1", "unknown config field 'nope.x'"),
+                         ("optimization.batch_size=many", "optimization.batch_size='many'"),
+                         ("optimization.nesterov=maybe", "optimization.nesterov='maybe'"),
+                         ("optimization.ema_decay", "expected section.field=value")]:
+        fv(["prog", f"--set={bad}"])
+        try:
+            with pytest.raises(ValueError, match=pattern):
+                flags.build_run_config(fv)
+        finally:
+            fv.unparse_flags()
+    with pytest.raises(absl_flags.IllegalFlagValueError, match="<host\\|device>"):
+        fv(["prog", "--augment_on=gpu"])
+    fv.unparse_flags()
+
+
+def test_enum_fields_set_in_python_are_checked(tmp_path):
+    """The same choices guard a config built in Python (or read from JSON): the error names the flag."""
+    from official import train
+    np.savez(tmp_path / "t.npz", x_train=np.zeros((8, 32, 32, 3), "float32"), y_train=np.arange(8) % 3,
+             x_eval=np.zeros((4, 32, 32, 3), "float32"), y_eval=np.arange(4) % 3)
+    cfg = tiny_config(tmp_path / "x", f"npz:{tmp_path / 't.npz'}", data__augment_on="gpu",
+                      optimization__lr_schedule="linear")
+    with pytest.raises(train.ConfigError, match=r"--augment_on='gpu': use one of host, device"):
+        train.prepare_config(cfg, backend="jax")
+    with pytest.raises(train.ConfigError, match=r"--lr_schedule='linear'"):
+        train.prepare_config(cfg, backend="jax")
+
+
+def test_run_config_stores_the_resolved_network(tmp_path):
+    """run_config.json keeps the network the run built, not only the overrides: ResNet-18's
+    published stage depths 2-2-2-2 (He et al. 2016, Table 1) with the width override applied; the
+    restore path builds from that stored network (a stored width of 16 beats overrides that say 8)."""
+    import models
+    from official import checkpoints, train
+    np.savez(tmp_path / "t.npz", x_train=np.zeros((8, 32, 32, 3), "float32"), y_train=np.arange(8) % 3,
+             x_eval=np.zeros((4, 32, 32, 3), "float32"), y_eval=np.arange(4) % 3)
+    cfg = train.prepare_config(tiny_config(tmp_path / "x", f"npz:{tmp_path / 't.npz'}",
+                                           model__name="resnet18", model__overrides={"width": 8}),
+                               backend="jax")
+    assert list(cfg.model.network["layers"]) == [2, 2, 2, 2] and cfg.model.network["width"] == 8
+    stored = type(cfg).from_json(cfg.to_json())
+    assert stored.model.network == cfg.model.network
+    stored.model.network = dict(stored.model.network, width=16)
+    params = lambda m: sum(int(np.prod(w.shape)) for w in m.weights)  # noqa: E731
+    width = {w: params(models.build_model("resnet18", num_classes=3, input_shape=(None, None, 3), width=w))
+             for w in (8, 16)}
+    assert params(checkpoints.build_model_from_config(stored)) == width[16] != width[8]
+
+
 def test_every_recipe_parses():
     from absl import flags as absl_flags
     import flags
