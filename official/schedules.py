@@ -10,12 +10,23 @@ Paper code: clovaai/assembled-cnn ``functions/model_fns.py``:
 * ``keep_prob_decay``: DropBlock keep probability decays linearly from ``dropblock_kp[0]``
   (1.0) to ``dropblock_kp[1]`` (0.9) over the whole run (``polynomial_decay`` power 1).
 
+The cosine phase is Keras' own ``keras.optimizers.schedules.CosineDecay(initial_lr,
+total - warmup)`` evaluated at ``step - warmup`` (``alpha=0``: to exactly 0, constant after
+``total``). Its float32 operation order is that of the paper's ``tf.train.cosine_decay``
+(``min(step, decay)``, ``/ decay``, ``* pi``, ``cos``, ``0.5 * (1 + .)``, ``* lr``), so eager
+values are bit-identical to it. The warm-up stays here as the paper writes it,
+``lr0 * step / warmup`` for every kind: Keras' built-in warm-up (``warmup_target``/
+``warmup_steps``) computes ``lr0 * (step / warmup)``, which is 1 float32 ulp off the paper's
+``(lr0 * step) / warmup`` at some steps (e.g. 0.040000003 instead of 0.04 at step 1 of 10,
+lr0 = 0.4), and it would not cover the other kinds.
+
 Because the schedules are pure functions of the step, a resumed run continues exactly where
-it stopped once ``optimizer.iterations`` is restored.
+it stopped once ``optimizer.iterations`` is restored. A schedule holds no optimizer
+variable (``optimizer.variables`` is the same with any of them) and is never serialized
+into a checkpoint; ``WarmupSchedule.get_config`` is unchanged.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import keras
@@ -51,15 +62,18 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.rates = [float(r) for r in rates]
         self.decay_steps = max(1, int(decay_steps))
         self.decay_rate = float(decay_rate)
+        # Keras' cosine decay over the steps after the warm-up (at least 1: CosineDecay
+        # rejects decay_steps <= 0, and the paper would divide by 0 when total == warmup).
+        self._cosine = (keras.optimizers.schedules.CosineDecay(
+            self.initial_lr, max(1, self.total_steps - self.warmup_steps), alpha=0.0)
+            if kind == "cosine" else None)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         lr0 = self.initial_lr
         w = float(self.warmup_steps)
         if self.kind == "cosine":
-            span = max(1.0, float(self.total_steps) - w)
-            t = ops.clip(step - w, 0.0, span)
-            lr = 0.5 * lr0 * (1.0 + ops.cos(math.pi * t / span))
+            lr = self._cosine(ops.maximum(step - w, 0.0))  # clamps at total - warmup itself
         elif self.kind == "piecewise":
             lr = ops.full((), lr0 * self.rates[0], "float32")
             for b, r in zip(self.boundaries, self.rates[1:]):

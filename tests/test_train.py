@@ -102,6 +102,98 @@ def test_schedules():
     assert [schedules.drop_block_keep_prob(i, 100) for i in (0, 50, 100, 200)] == pytest.approx([1, 0.95, 0.9, 0.9])
 
 
+def _paper_cosine_lr(lr0, step, warmup, total):
+    """clovaai/assembled-cnn ``learning_rate_with_decay`` ("cosine"), by hand in float64:
+    ``lr0 * step / warmup`` while ``step < warmup``, else ``tf.train.cosine_decay(lr0,
+    step - warmup, total - warmup)`` = ``0.5 * lr0 * (1 + cos(pi * min(step - warmup,
+    total - warmup) / (total - warmup)))``."""
+    import math
+    if step < warmup:
+        return lr0 * step / warmup
+    return 0.5 * lr0 * (1.0 + math.cos(math.pi * min(step - warmup, total - warmup) / (total - warmup)))
+
+
+# (lr0, warmup, total): ImageNet at batch 1024 (1251 steps/epoch, 5 warm-up epochs of 120),
+# a short run, and no warm-up.
+PAPER_COSINE_CASES = [(0.4, 6255, 150120), (0.4, 10, 100), (0.05, 0, 1000)]
+
+
+def _paper_cosine_probes(warmup, total):
+    return sorted({0, 1, max(warmup - 1, 0), warmup, warmup + 1, (warmup + total) // 2,
+                   total - 1, total, total + 1, 2 * total})
+
+
+def test_cosine_schedule_is_the_papers():
+    """The cosine schedule (Keras' CosineDecay after the paper's linear warm-up) against the
+    paper's formula computed by hand: every step of a short run and the probes of the ImageNet
+    run to float32 rounding (< 1e-7); exactly 0 at step 0, exactly lr0 at the warm-up end and
+    with no warm-up at step 0, exactly 0 at and after the last step; the warm-up in the paper's
+    float32 operation order ``(lr0 * step) / warmup`` bit for bit; build_learning_rate builds it."""
+    import types
+    import keras
+    from official import schedules
+    for lr0, warmup, total in PAPER_COSINE_CASES:
+        s = schedules.WarmupSchedule("cosine", lr0, total_steps=total, warmup_steps=warmup)
+        steps = list(range(total + 20)) if total <= 1000 else _paper_cosine_probes(warmup, total)
+        got = np.asarray(s(np.asarray(steps, np.int64)))
+        assert got.dtype == np.float32
+        want = np.asarray([_paper_cosine_lr(lr0, i, warmup, total) for i in steps])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+        at = dict(zip(steps, got.tolist()))
+        assert at[0] == (0.0 if warmup else float(np.float32(lr0)))
+        assert at[warmup] == float(np.float32(lr0))
+        assert at[total] == 0.0 and all(v == 0.0 for i, v in at.items() if i >= total)
+        for i in range(min(warmup, 50)):
+            paper_f32 = np.float32(np.float32(lr0) * np.float32(i)) / np.float32(warmup)
+            assert float(s(i)) == float(paper_f32), i
+        # a serialized schedule (get_config unchanged) loads to the same values
+        again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(s))
+        assert type(again) is schedules.WarmupSchedule
+        np.testing.assert_array_equal(np.asarray(again(np.asarray(steps, np.int64))), got)
+    cfg = types.SimpleNamespace(base_learning_rate=0.4, batch_size=1024, lr_scaling="none",
+                                lr_schedule="cosine", warmup_epochs=5, piecewise_boundaries=[],
+                                piecewise_rates=[], exponential_decay_epochs=2.4,
+                                exponential_decay_rate=0.97)
+    b = schedules.build_learning_rate(cfg, steps_per_epoch=1251, total_steps=150120)
+    assert (b.warmup_steps, b.total_steps, b.initial_lr) == (6255, 150120, 0.4)
+    probes = _paper_cosine_probes(6255, 150120)
+    np.testing.assert_allclose(np.asarray(b(np.asarray(probes))),
+                               [_paper_cosine_lr(0.4, i, 6255, 150120) for i in probes], rtol=0, atol=1e-7)
+    # the schedule is not a variable of the optimizer: checkpoints (optimizer.variables by
+    # position) are the same whichever schedule object is used
+    v = keras.Variable(np.zeros(3, "float32"))
+    for lr in (b, schedules.WarmupSchedule("piecewise", 0.4, 10, boundaries=[5], rates=[1, 0.1])):
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+        opt.build([v])
+        assert len(opt.variables) == 2 and not any("learning_rate" in x.path for x in opt.variables)
+
+
+def test_cosine_schedule_is_the_papers_jax_jit():
+    """KERAS_BACKEND=jax: the schedule called on a traced step inside ``jax.jit`` (as the
+    jitted training step calls it with ``optimizer.iterations``) gives the paper's values."""
+    import inspect
+    import textwrap
+    helpers = inspect.getsource(_paper_cosine_lr) + inspect.getsource(_paper_cosine_probes)
+    code = helpers + textwrap.dedent(f"""
+        import numpy as np
+        import jax, jax.numpy as jnp
+        from official import schedules
+        for lr0, warmup, total in {PAPER_COSINE_CASES!r}:
+            s = schedules.WarmupSchedule("cosine", lr0, total_steps=total, warmup_steps=warmup)
+            f = jax.jit(lambda step: s(step))
+            steps = _paper_cosine_probes(warmup, total)
+            got = np.asarray([f(jnp.asarray(i, jnp.int32)) for i in steps])
+            want = np.asarray([_paper_cosine_lr(lr0, i, warmup, total) for i in steps])
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+            assert got[steps.index(warmup)] == np.float32(lr0) and got[steps.index(total)] == 0.0
+        print("JAX_OK")
+    """)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "JAX_OK" in proc.stdout, proc.stderr[-3000:]
+
+
 # ----------------------------------------------------------------------------- config / flags
 def test_run_config_json_roundtrip_and_flags():
     from absl import flags as absl_flags
