@@ -70,6 +70,24 @@ def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return higher.sum(axis=1) < k
 
 
+def topk_counts(logits, labels, ks: Sequence[int] = (1, 5)):
+    """``keras.ops`` form of :func:`topk_correct` for use inside a compiled step (the trainer's
+    evaluation on both backends): ``[count of labels in the top k for k in ks] + [batch size]``
+    as float32 scalars, with the same tie rule (equal scores at lower indices count as higher).
+    No label range check (it runs on device)."""
+    from keras import ops  # keras is a core dependency; kept out of the NumPy-only functions' import
+    logits = ops.cast(logits, "float32")
+    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    num_classes = int(logits.shape[-1])
+    true = ops.take_along_axis(logits, labels[:, None], axis=1)
+    idx = ops.arange(num_classes, dtype="int32")[None, :]
+    higher = ops.logical_or(ops.greater(logits, true),
+                            ops.logical_and(ops.equal(logits, true), ops.less(idx, labels[:, None])))
+    rank = ops.sum(ops.cast(higher, "int32"), axis=1)
+    counts = [ops.sum(ops.cast(ops.less(rank, min(int(k), num_classes)), "float32")) for k in ks]
+    return counts + [ops.cast(ops.shape(labels)[0], "float32")]
+
+
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     correct = topk_correct(scores, labels, k)
     return float(correct.mean()) if correct.size else float("nan")

@@ -47,6 +47,7 @@ from absl import logging as absl_logging
 import data
 import flags as assemble_flags
 from official import checkpoints as ckpt_lib
+from official import summaries
 from official.config import RunConfig
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -496,6 +497,10 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
         pass
 
     progbar = None
+    # TensorBoard scalars (official.summaries: the same event files on both backends)
+    writers = {kind: summaries.ScalarWriter(os.path.join(model_dir, kind),
+                                            enabled=is_chief and cfg.runtime.tensorboard)
+               for kind in ("train", "eval")}
     if is_chief and cfg.runtime.progress_bar:
         progbar = keras.utils.Progbar(total_steps, stateful_metrics=["loss", "lr", "top1", "img/s"])
         progbar.update(step)
@@ -550,7 +555,7 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
             ips = n_log * cfg.optimization.batch_size / dt
             train_metrics = dict(loss=m["loss"], cross_entropy=m["ce"], distillation=m["kd"],
                                  l2_loss=m["l2"], top1=m["top1"])
-            backend.summary("train", dict(train_metrics, learning_rate=float(lr_schedule(step)),
+            writers["train"].scalars(dict(train_metrics, learning_rate=float(lr_schedule(step)),
                                           drop_block_keep_prob=kp, images_per_sec=ips), step)
             t_log, n_log = time.time(), 0
             results.update(images_per_sec=ips, train_metrics=train_metrics, train_loss=m["loss"],
@@ -565,7 +570,7 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
             top1, top5 = float(top1), float(top5)
             this_top1 = top1
             results["eval_image_shape"] = getattr(backend, "eval_image_shape", None)
-            backend.summary("eval", dict(top1=top1, top5=top5), step)
+            writers["eval"].scalars(dict(top1=top1, top5=top5), step)
             log.info("step %d (epoch %.2f): eval top-1 %.4f top-5 %.4f on %d images", step,
                      step / steps_per_epoch, top1, top5, n)
         this_run = step - start_step
@@ -580,7 +585,8 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     if old_handler is not None:
         signal.signal(signal.SIGTERM, old_handler)
     backend.sync_to_variables()
-    backend.close()
+    for w in writers.values():
+        w.close()
     wall = time.time() - t_start
     results.update(step=step, total_steps=total_steps, eval_top1=top1, eval_top5=top5, wall_s=wall,
                    finished=step >= total_steps, sigterm=stop["sigterm"], last_checkpoint=last_saved,

@@ -44,13 +44,12 @@ single-device ones (a run trained on N devices restores on one, and under Tensor
 
 Both backends expose: ``scope()``, ``num_replicas``, ``is_chief``, ``train_batches(start)``,
 ``eval_batches()``, ``make_train_step(...)`` returning ``step(batch, step_index) -> dict of
-floats``, ``evaluate(model) -> (top1, top5, n)``, ``sync_to_variables()`` and ``summary(...)``.
+floats``, ``evaluate(model) -> (top1, top5, n)`` and ``sync_to_variables()``; the loop in
+``official.train`` writes the TensorBoard events for both (``official.summaries``).
 """
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from typing import Dict
 
 import numpy as np
@@ -58,7 +57,10 @@ import numpy as np
 import keras
 from keras import ops
 
+import data
+from data import device_augment, mixing  # keras.ops only: no TensorFlow
 from official import losses as losses_lib
+from official import metrics as metrics_lib
 
 
 def _per_replica_targets(cfg, images, labels, teacher, seed):
@@ -69,19 +71,11 @@ def _per_replica_targets(cfg, images, labels, teacher, seed):
     if reg.mixing == "none":
         targets = losses_lib.smooth_labels(ops.one_hot(labels, k), reg.label_smoothing)
         return images, targets, teacher
-    mixing = _mixing_module()
     # Teacher *distributions* softmax(t/T) are mixed (paper's code), returned as logits T*log(p).
     return mixing.mix_batch(images, labels, num_classes=k, method=reg.mixing, alpha=reg.mixing_alpha,
                             per_sample=reg.mixing_per_sample, form=reg.mixing_form,
                             label_smoothing=reg.label_smoothing, teacher_logits=teacher, seed=seed,
                             teacher_temperature=(reg.distillation_temperature if teacher is not None else None))
-
-
-def _mixing_module():
-    """``data.mixing`` (keras.ops only; ``data/__init__`` is lazy, so this does not import
-    TensorFlow and works on a JAX machine without it)."""
-    from data import mixing
-    return mixing
 
 
 def _device_augmentation(cfg):
@@ -92,7 +86,6 @@ def _device_augmentation(cfg):
     d = cfg.data
     if d.augment_on != "device" and d.device_augment == "none":
         return None
-    from data import device_augment
     return device_augment.augmentation_for(
         augment_on=d.augment_on, device_augment=d.device_augment, autoaugment=d.autoaugment_policy(),
         randaugment=d.randaugment_spec(), normalization=d.normalization,
@@ -121,6 +114,42 @@ def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=No
                 per_example=per_example, l2=l2)
 
 
+def step_objective(cfg, t, global_batch, num_replicas=1, extra_losses=()):
+    """The loss a step minimizes, from :func:`loss_terms` ``t`` (both backends): the per-example
+    loss (cross-entropy + distillation) summed and divided by the GLOBAL batch, plus
+    ``wd * l2`` (the paper's weight decay in the loss, ``--weight_decay_mode=l2_loss``) and the
+    model's own losses. Under ``num_replicas`` replicas this is one replica's share: the
+    replicated terms are divided by the replica count, so the all-reduced SUM is the loss."""
+    o = cfg.optimization
+    wd = o.weight_decay if o.weight_decay_mode == "l2_loss" else 0.0
+    loss = ops.sum(t["per_example"]) / global_batch
+    if wd:
+        loss = loss + wd * t["l2"] / num_replicas
+    for extra in extra_losses:
+        loss = loss + ops.cast(extra, "float32") / num_replicas
+    return loss
+
+
+def step_metrics(t, loss, global_batch, num_replicas=1):
+    """A step's (replica's) metrics as sums (all-reduced with SUM across replicas); train top-1
+    is against the dominant class of the (mixed, smoothed) targets. :func:`finish_metrics`
+    turns the reduced values into the logged ones."""
+    correct = ops.sum(ops.cast(ops.equal(ops.argmax(t["logits"], -1), ops.argmax(t["targets"], -1)),
+                               "float32"))
+    return dict(loss=loss, ce=ops.sum(t["ce"]) / global_batch, kd=ops.sum(t["kd"]) / global_batch,
+                l2=t["l2"] / num_replicas, correct=correct,
+                count=ops.cast(ops.shape(t["logits"])[0], "float32"))
+
+
+def finish_metrics(reduced) -> Dict[str, float]:
+    """Host floats: loss, ce, kd, l2, ``samples`` (B: the samples the step trained on; 2B
+    images were read with ``double_batch`` mixing) and ``top1``."""
+    out = {k: float(v) for k, v in reduced.items()}
+    out["samples"] = out.pop("count")
+    out["top1"] = out.pop("correct") / max(out["samples"], 1.0)
+    return out
+
+
 def _image_shape(images):
     """``[H, W, C]`` of an evaluation batch (a distributed batch: of its first replica's part)."""
     values = getattr(images, "values", None)  # PerReplica under a multi-replica strategy
@@ -132,6 +161,28 @@ def _split_labels(labels):
     if isinstance(labels, dict):
         return labels["label"], labels.get("teacher_logits")
     return labels, None
+
+
+def tf_dataset(cfg, split, training, batch_size, start_batch=0):
+    """The ``tf.data`` input of a run (``data.build_dataset``; both backends: the JAX one
+    iterates it as NumPy). GLOBAL batches; data auto-sharding for ``tf.distribute``."""
+    import tensorflow as tf
+    c = cfg
+    # --augment_on=device: tf.data decodes, crops and flips; AutoAugment/RandAugment and the
+    # normalization run in the training step (data.device_augment.DeviceAugment)
+    host_aug = training and c.data.augment_on != "device"
+    ds = data.build_dataset(
+        c.data.source, split, training=training, batch_size=batch_size,
+        image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if host_aug else None,
+        randaugment=c.data.randaugment_spec() if host_aug else None, seed=c.data.seed,
+        num_classes=c.model.num_classes, label_offset=c.data.label_offset,
+        eval_preprocess=c.data.eval_preprocess,
+        normalization=c.data.normalization if (host_aug or not training) else "none",
+        teacher_logits=(training and c.regularization.distillation == "offline"),
+        start_batch=start_batch)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 # ============================================================================ TensorFlow
@@ -150,39 +201,18 @@ class TFBackend:
         self.is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0 and
                                                           "chief" not in (resolver.cluster_spec().as_dict() if resolver else {}))
         self.task = f"{task_type}-{task_id}" if task_type else "local"
-        self._writers = {}
 
     def scope(self):
         return self.strategy.scope()
 
-    # ---- data -------------------------------------------------------------------------
-    def _dataset(self, split, training, batch_size, start_batch=0):
-        import data
-        c = self.cfg
-        # --augment_on=device: tf.data decodes, crops and flips; AutoAugment/RandAugment and the
-        # normalization run in the training step (data.device_augment.DeviceAugment)
-        host_aug = training and c.data.augment_on != "device"
-        ds = data.build_dataset(
-            c.data.source, split, training=training, batch_size=batch_size,
-            image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if host_aug else None,
-            randaugment=c.data.randaugment_spec() if host_aug else None, seed=c.data.seed,
-            num_classes=c.model.num_classes, label_offset=c.data.label_offset,
-            eval_preprocess=c.data.eval_preprocess,
-            normalization=c.data.normalization if (host_aug or not training) else "none",
-            teacher_logits=(training and c.regularization.distillation == "offline"),
-            start_batch=start_batch)
-        options = self.tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = self.tf.data.experimental.AutoShardPolicy.DATA
-        return ds.with_options(options)
-
     def train_batches(self, start_batch):
         # cfg.images_per_step(): 2B images per step for double_batch mixing (-> B samples)
-        ds = self._dataset(self.cfg.data.train_split, True, self.cfg.images_per_step(), start_batch)
+        ds = tf_dataset(self.cfg, self.cfg.data.train_split, True, self.cfg.images_per_step(), start_batch)
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def eval_batches(self):
         c = self.cfg
-        ds = self._dataset(c.data.eval_split, False, c.data.eval_batch_size or c.optimization.batch_size)
+        ds = tf_dataset(c, c.data.eval_split, False, c.data.eval_batch_size or c.optimization.batch_size)
         if c.runtime.eval_steps:
             ds = ds.take(c.runtime.eval_steps)
         return self.strategy.experimental_distribute_dataset(ds)
@@ -192,7 +222,6 @@ class TFBackend:
         tf, cfg, strategy = self.tf, self.cfg, self.strategy
         global_batch = float(cfg.optimization.batch_size)  # samples per step (after mixing)
         n_rep = float(self.num_replicas)
-        wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
         decayed = losses_lib.decayed_variables(model)
         tvars = model.trainable_variables
         ema_decay = cfg.optimization.ema_decay
@@ -207,23 +236,14 @@ class TFBackend:
                 images = augment(images, seed)
             with tf.GradientTape() as tape:
                 t = loss_terms(cfg, model, images, labels, teacher, teacher_model, mix_seed, decayed=decayed)
-                loss = tf.reduce_sum(t["per_example"]) / global_batch
-                if wd:
-                    loss += wd * t["l2"] / n_rep
-                if model.losses:
-                    loss += tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / n_rep
+                loss = step_objective(cfg, t, global_batch, n_rep, model.losses)
                 scaled = optimizer.scale_loss(loss)
             grads = tape.gradient(scaled, tvars)
             optimizer.apply(grads, tvars)
             if ema_vars is not None:
                 for e, w in zip(ema_vars, tvars):
                     e.assign(ema_decay * e + (1.0 - ema_decay) * tf.cast(w, e.dtype))
-            # train top-1 against the dominant class of the (mixed, smoothed) targets
-            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(t["logits"], -1), tf.argmax(t["targets"], -1)),
-                                            tf.float32))
-            return dict(loss=loss,  # this replica's share; the SUM over replicas is the loss
-                        ce=tf.reduce_sum(t["ce"]) / global_batch, kd=tf.reduce_sum(t["kd"]) / global_batch,
-                        l2=t["l2"] / n_rep, correct=correct, count=tf.cast(tf.shape(t["logits"])[0], tf.float32))
+            return step_metrics(t, loss, global_batch, n_rep)  # summed over the replicas below
 
         if cfg.optimization.jit_compile:
             replica_fn_c = tf.function(replica_fn, jit_compile=True, autograph=False)
@@ -239,11 +259,7 @@ class TFBackend:
             return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in out.items()}
 
         def step_fn(iterator, step):
-            out = dist_step(iterator, tf.constant(step, tf.int64))
-            out = {k: float(v.numpy()) for k, v in out.items()}
-            out["samples"] = out.pop("count")  # samples the step trained on (B; 2B images read)
-            out["top1"] = out.pop("correct") / max(out["samples"], 1.0)
-            return out
+            return finish_metrics(dist_step(iterator, tf.constant(step, tf.int64)))
         self._loss_terms = loss_terms
         return step_fn
 
@@ -265,12 +281,7 @@ class TFBackend:
         def ev(images, labels):
             def fn(images, labels):
                 labels, _ = _split_labels(labels)
-                logits = model(images, training=False)
-                labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-                top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), 1), tf.float32))
-                k5 = min(5, int(logits.shape[-1]))
-                top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, tf.cast(logits, tf.float32), k5), tf.float32))
-                return top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)
+                return tuple(metrics_lib.topk_counts(model(images, training=False), labels))
             out = strategy.run(fn, args=(images, labels))
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in out]
         return ev
@@ -281,34 +292,6 @@ class TFBackend:
     def set_drop_block(self, model, keep_prob):
         import models
         models.set_drop_block_keep_prob(model, keep_prob)
-
-    # ---- summaries --------------------------------------------------------------------
-    def summary(self, kind, scalars: Dict[str, float], step: int):
-        if not self.cfg.runtime.tensorboard:
-            return
-        tf = self.tf
-        if kind not in self._writers:
-            if self.is_chief:
-                self._writers[kind] = tf.summary.create_file_writer(os.path.join(self.cfg.runtime.model_dir, kind))
-            else:
-                self._writers[kind] = tf.summary.create_noop_writer()
-        with self._writers[kind].as_default():
-            for k, v in scalars.items():
-                _tf_scalar(tf, k, float(v), step)
-
-    def close(self):
-        for w in self._writers.values():
-            w.flush()
-
-
-def _tf_scalar(tf, name, value, step):
-    """``tf.summary.scalar`` without the ``tensorboard`` package (not a TF 2.21 dependency):
-    the same event record, written with the low-level ``tf.summary.write``."""
-    from tensorflow.core.framework import summary_pb2
-    md = summary_pb2.SummaryMetadata()
-    md.plugin_data.plugin_name = "scalars"
-    md.plugin_data.content = b""
-    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=md.SerializeToString())
 
 
 def make_strategy(dist):
@@ -430,8 +413,8 @@ class JaxBackend:
         c = self.cfg
         if self._is_npz():
             return _NpzBatches(c.data.source[4:], c.images_per_step(), c.data.seed or 0, start_batch)
-        return TFBackend._dataset(self._tf_shim(), c.data.train_split, True, c.images_per_step(),
-                                  start_batch).as_numpy_iterator()
+        return tf_dataset(c, c.data.train_split, True, c.images_per_step(),
+                          start_batch).as_numpy_iterator()
 
     def eval_batches(self):
         c = self.cfg
@@ -439,24 +422,18 @@ class JaxBackend:
         if self._is_npz():
             it = _NpzBatches(c.data.source[4:], bs, 0, training=False)
         else:
-            it = TFBackend._dataset(self._tf_shim(), c.data.eval_split, False, bs).as_numpy_iterator()
+            it = tf_dataset(c, c.data.eval_split, False, bs).as_numpy_iterator()
         if c.runtime.eval_steps:
             import itertools
             it = itertools.islice(it, c.runtime.eval_steps)
         return it
-
-    def _tf_shim(self):
-        import tensorflow as tf  # only when the input is a tf.data source
-        shim = type("S", (), {})()
-        shim.tf, shim.cfg = tf, self.cfg
-        return shim
 
     def make_train_step(self, model, optimizer, teacher_model=None, ema_vars=None, mix_seed=None):
         jax, cfg = self.jax, self.cfg
         if teacher_model is not None and not isinstance(teacher_model, keras.Model):
             raise ValueError("online distillation under the JAX backend needs a Keras teacher (a run "
                              "directory or a .keras file), not a TensorFlow SavedModel")
-        wd = cfg.optimization.weight_decay if cfg.optimization.weight_decay_mode == "l2_loss" else 0.0
+        global_batch = float(cfg.optimization.batch_size)  # samples per step (after mixing)
         tvars = model.trainable_variables
         decayed_ids = {id(v) for v in losses_lib.decayed_variables(model)}
         decayed_idx = [i for i, v in enumerate(tvars) if id(v) in decayed_ids]
@@ -472,8 +449,9 @@ class JaxBackend:
             out = {}
 
             def call(x):
-                logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
-                out["ntv"] = new_ntv
+                logits, new_ntv, model_losses = model.stateless_call(tv, ntv, x, training=True,
+                                                                     return_losses=True)
+                out["ntv"], out["losses"] = new_ntv, model_losses
                 return logits
             if teacher_state is not None:  # online KD: the teacher sees the same (mixed) view
                 t_logits, _ = teacher_model.stateless_call(teacher_state[0], teacher_state[1], images,
@@ -481,7 +459,8 @@ class JaxBackend:
                 teacher = ops.stop_gradient(ops.cast(t_logits, "float32"))
             t = loss_terms(cfg, model, images, None, teacher, None, None,
                            decayed=[tv[i] for i in decayed_idx], call=call, targets=targets)
-            loss = ops.mean(t["per_example"]) + wd * t["l2"]
+            # one jitted step on the GLOBAL batch (sharded or not): no per-replica shares
+            loss = step_objective(cfg, t, global_batch, 1, out["losses"])
             return loss, (out["ntv"], t)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -501,11 +480,7 @@ class JaxBackend:
             tv, ov = optimizer.stateless_apply(ov, grads, tv)
             if ev is not None:
                 ev = [ema_decay * e + (1 - ema_decay) * w for e, w in zip(ev, tv)]
-            correct = ops.sum(ops.cast(ops.argmax(t["logits"], -1) == ops.argmax(t["targets"], -1), "float32"))
-            metrics = dict(loss=loss, ce=ops.mean(t["ce"]), kd=ops.mean(t["kd"]), l2=t["l2"],
-                           top1=correct / ops.cast(ops.shape(t["logits"])[0], "float32"),
-                           samples=ops.cast(ops.shape(t["logits"])[0], "float32"))
-            return tv, ntv, ov, ev, seed_state, metrics
+            return tv, ntv, ov, ev, seed_state, step_metrics(t, loss, global_batch)
 
         if self.mesh is None:
             jstep = jax.jit(step, donate_argnums=(0, 1, 2))
@@ -533,7 +508,7 @@ class JaxBackend:
             aug_seed = np.asarray([data_seed, step_i], np.uint32)
             tv, ntv, ov, ev, ss, m = jstep(tv, ntv, ov, ev, ss, images, labels, teacher, aug_seed, teacher_state)
             self._state = (tv, ntv, ov, ev, ss)
-            return {k: float(v) for k, v in m.items()}
+            return finish_metrics(m)
         return step_fn
 
     def sync_to_variables(self):
@@ -578,28 +553,16 @@ class JaxBackend:
         ntv = [v.value for v in model.non_trainable_variables]
 
         @jax.jit
-        def fwd(tv, ntv, x):
+        def counts(tv, ntv, x, labels):
             logits, _ = model.stateless_call(tv, ntv, x, training=False)
-            return logits
+            return metrics_lib.topk_counts(logits, labels)
         tot = np.zeros(3)
         for images, labels in self.eval_batches():
             self.eval_image_shape = _image_shape(images)
             labels, _ = _split_labels(labels)
-            logits = np.asarray(fwd(tv, ntv, images))
-            labels = np.asarray(labels).reshape(-1)
-            order = np.argsort(-logits, axis=-1)
-            tot += [np.sum(order[:, 0] == labels), np.sum((order[:, :5] == labels[:, None]).any(-1)),
-                    len(labels)]
+            tot += [float(v) for v in counts(tv, ntv, images, labels)]
         n = max(tot[2], 1.0)
         return tot[0] / n, tot[1] / n, int(tot[2])
-
-    def summary(self, kind, scalars, step):
-        path = os.path.join(self.cfg.runtime.model_dir, f"{kind}_scalars.jsonl")
-        with open(path, "a") as f:
-            f.write(json.dumps(dict(step=step, **scalars)) + "\n")
-
-    def close(self):
-        pass
 
 
 def make_backend(cfg):

@@ -35,6 +35,24 @@ def test_topk_matches_argsort():
     assert M.topk_accuracy(scores, labels, 20) == 1.0
 
 
+def test_topk_counts_in_keras_ops_match_argsort():
+    """The trainer's evaluation (both backends, inside the compiled step) counts with
+    metrics.topk_counts: the same stable-argsort rule, ties included, and k clipped to the
+    class count (5 of 3 classes)."""
+    from keras import ops
+    rng = np.random.RandomState(2)
+    scores = rng.randn(64, 12).astype("float32")
+    scores[:6] = 0.0
+    labels = rng.randint(0, 12, 64)
+    top1, top5, n = (float(ops.convert_to_numpy(v)) for v in M.topk_counts(scores, labels))
+    assert n == 64 and top1 == pytest.approx(64 * _brute_topk(scores, labels, 1))
+    assert top5 == pytest.approx(64 * _brute_topk(scores, labels, 5))
+    three = scores[:, :3]
+    lab3 = labels % 3
+    _, top5_of_3, _ = (float(ops.convert_to_numpy(v)) for v in M.topk_counts(three, lab3))
+    assert top5_of_3 == 64.0
+
+
 def test_ece_matches_definition():
     rng = np.random.RandomState(1)
     probs = M.softmax(rng.randn(500, 7) * 2)

@@ -643,3 +643,26 @@ def test_weight_ema_follows_its_update_rule_across_a_resume(imagenette, tmp_path
         expected = decay * np.asarray(ema1.value) + (1 - decay) * np.asarray(w.value)
         np.testing.assert_allclose(np.asarray(ema2.value), expected, rtol=1e-5, atol=1e-6,
                                    err_msg=w.path)
+
+
+# ----------------------------------------------------------------------------- summaries
+def test_tensorboard_events_without_tensorflow_read_back_by_tensorflow(tmp_path):
+    """official.summaries writes the scalars both backends log; TensorFlow's own reader (which
+    checks the TFRecord CRCs) reads them back: file version, steps (also beyond 2**32), tags,
+    float32 values, the scalars plugin. CRC-32C of "123456789" is 0xE3069283 (RFC 3720, B.4)."""
+    import tensorflow as tf
+    from official import summaries
+    assert summaries.crc32c(b"123456789") == 0xE3069283
+    w = summaries.ScalarWriter(str(tmp_path / "train"))
+    w.scalars({"loss": 2.5, "top1": 0.125}, 3)
+    w.scalars({"loss": -1e-3}, 2 ** 40)
+    w.close()
+    summaries.ScalarWriter(str(tmp_path / "off"), enabled=False).scalars({"loss": 1.0}, 1)
+    assert not (tmp_path / "off").exists()
+    (path,) = (tmp_path / "train").glob("events.out.tfevents.*")
+    events = list(tf.compat.v1.train.summary_iterator(str(path)))
+    assert events[0].file_version == "brain.Event:2"
+    got = [(e.step, v.tag, float(tf.make_ndarray(v.tensor)), v.metadata.plugin_data.plugin_name)
+           for e in events[1:] for v in e.summary.value]
+    assert got == [(3, "loss", 2.5, "scalars"), (3, "top1", 0.125, "scalars"),
+                   (2 ** 40, "loss", float(np.float32(-1e-3)), "scalars")]
