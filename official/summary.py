@@ -14,6 +14,7 @@ from absl import app, flags
 
 import flags as assemble_flags
 from flags import parse_overrides
+from official.config import ModelConfig
 
 FLAGS = flags.FLAGS
 
@@ -25,7 +26,9 @@ if "list" not in FLAGS:
 if "summary" not in FLAGS:
     flags.DEFINE_boolean("summary", True, "Print the layer-by-layer Keras summary.")
 
-DEFAULT_MODEL, DEFAULT_CLASSES, DEFAULT_SIZE = "assemble_resnet50", 1000, 224
+# The network this program shows without --model (the paper's final one); the image size and
+# class count default as in a training run (official.config.ModelConfig, models.build_model: 1000).
+DEFAULT_MODEL = "assemble_resnet50"
 
 
 def count_params(model):
@@ -45,14 +48,13 @@ def main(argv):
         return 0
     overrides = parse_overrides(FLAGS.model_overrides)
     name = FLAGS.model or DEFAULT_MODEL
-    size = FLAGS.image_size or DEFAULT_SIZE
-    num_classes = FLAGS.num_classes or DEFAULT_CLASSES
-    model = models.build_model(name, num_classes=num_classes, input_shape=(size, size, 3),
+    size = FLAGS.image_size or ModelConfig().image_size
+    model = models.build_model(name, num_classes=FLAGS.num_classes, input_shape=(size, size, 3),
                                **overrides)
     if FLAGS.summary:
         model.summary(line_length=120)
     trainable, non_trainable = count_params(model)
-    print(f"model: {name}  input: {size}x{size}x3  classes: {num_classes}"
+    print(f"model: {name}  input: {size}x{size}x3  classes: {int(model.outputs[0].shape[-1])}"
           + (f"  overrides: {overrides}" if overrides else ""))
     print(f"trainable parameters: {trainable:,}")
     print(f"non-trainable parameters: {non_trainable:,}")

@@ -44,11 +44,19 @@ from absl import app
 from absl import flags as absl_flags
 from absl import logging as absl_logging
 
+import numpy as np
+
 import data
 import flags as assemble_flags
+from data import policies, sources  # no TensorFlow
+from data.constants import eval_image_size
 from official import checkpoints as ckpt_lib
 from official import summaries
 from official.config import RunConfig
+
+# keras, models, the backends and TensorFlow are imported inside the functions that use them:
+# importing keras starts its backend (TensorFlow by default), and the program first chooses the
+# host allocator (--host_allocator) and the backend (KERAS_BACKEND=jax runs without TensorFlow).
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 FLAGS = absl_flags.FLAGS
@@ -125,7 +133,6 @@ def _hold_out_validation(cfg: RunConfig, info) -> None:
     ``data.train_split`` / ``data.eval_split`` (recorded in run_config.json with the fraction
     and seed), so evaluation, export and a resumed run read the same images. A source with
     split folders refuses ``--val_fraction`` / ``--split_seed``."""
-    from data import sources
     d = cfg.data
     if getattr(info, "layout", "splits") != "flat":
         if d.val_fraction is not None or d.split_seed:
@@ -173,7 +180,6 @@ def _check_input_sizes(cfg: RunConfig) -> None:
     (``models.input_size_error``: Big-Little needs multiples of 32), checked at start-up
     instead of a shape error inside the first evaluation."""
     import models
-    from data.constants import eval_image_size
     try:
         mcfg = models.get_model_config(cfg.model.name, **cfg.model_overrides())
         eval_size = eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess)
@@ -190,10 +196,9 @@ def _check_input_sizes(cfg: RunConfig) -> None:
                               f"{max(stride, size // stride * stride)}")
 
 
-def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
-    """Validates ``cfg`` and fills what comes from the data source. Raises ``ConfigError``."""
-    import keras
-    backend = backend or keras.backend.backend()
+def _config_errors(cfg: RunConfig, backend: str) -> list:
+    """Every problem of the settings themselves (no data read, nothing changed), each
+    naming its flag."""
     o, r, d, dist = cfg.optimization, cfg.regularization, cfg.data, cfg.distribution
     errors = cfg.choice_errors()  # enum fields set in Python or by --set
     if not d.source:
@@ -205,9 +210,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             errors.append(f"--distribution_strategy={dist.strategy} needs the TensorFlow backend "
                           f"(KERAS_BACKEND={backend}: off, one_device or mirrored over the local devices)")
         if backend == "jax" and dist.strategy == "mirrored":
-            # One jitted step on global arrays sharded over a device mesh: BN statistics are over
-            # the global batch, i.e. synchronized BN (per-replica BN is not available under JAX).
-            dist.sync_bn = True
             from official.train_backends import jax_devices
             try:
                 n = len(jax_devices(dist))
@@ -254,8 +256,22 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         if parse_timm_name(cfg.runtime.init_checkpoint) is None:  # else: a timm hub name
             errors.append(f"--weights/--init_checkpoint={cfg.runtime.init_checkpoint!r} does not "
                           "exist and is not a timm name (e.g. resnet50d)")
+    return errors
+
+
+def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
+    """Validates ``cfg`` (:func:`_config_errors`, the warm-start weights, the network and its
+    input sizes), then fills what follows from it (``model.network``) and from the data source
+    (:func:`_fill_from_source`). Raises ``ConfigError``."""
+    import keras
+    backend = backend or keras.backend.backend()
+    errors = _config_errors(cfg, backend)
     if errors:
         raise ConfigError("invalid training configuration:\n  " + "\n  ".join(errors))
+    if backend == "jax" and cfg.distribution.strategy == "mirrored":
+        # One jitted step on global arrays sharded over a device mesh: BN statistics are over
+        # the global batch, i.e. synchronized BN (per-replica BN is not available under JAX).
+        cfg.distribution.sync_bn = True
     try:  # the warm-start weights' network and normalization must be this run's (checked only)
         ckpt_lib.apply_weights_metadata(cfg, None)
     except (ValueError, FileNotFoundError) as e:
@@ -273,8 +289,17 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         # rebuild exactly this network (official.checkpoints.build_model_from_config).
         cfg.model.network = json.loads(json.dumps(dataclasses.asdict(  # as JSON stores it
             models.get_model_config(cfg.model.name, **cfg.model_overrides()))))
+    _fill_from_source(cfg)
+    cfg.backend = backend
+    return cfg
+
+
+def _fill_from_source(cfg: RunConfig) -> None:
+    """Example counts, class count and names, the evaluation split (and the held-out split of
+    a flat folder tree) from the data source; checks what only the data can tell (offline KD
+    logits present, enough images for one step). Raises ``ConfigError``."""
+    o, r, d = cfg.optimization, cfg.regularization, cfg.data
     if d.source.startswith("npz:"):
-        import numpy as np
         path = d.source[4:]
         if not os.path.exists(path):
             raise ConfigError(f"--data={d.source!r}: {path} not found")
@@ -284,7 +309,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
             cfg.model.num_classes = cfg.model.num_classes or int(z["y_train"].max()) + 1
         d.eval_split = d.eval_split or "eval"
         if d.autoaugment_policy() and d.augment_on == "device":
-            from data import policies  # no TensorFlow
             if d.autoaugment_policy().lower() not in policies.POLICIES:
                 raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
                                   f"{sorted(policies.POLICIES)}")
@@ -324,8 +348,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
                           f"images, fewer than one step reads ({cfg.images_per_step()}"
                           + (" = 2 x --batch_size for --mixing_form=double_batch" if
                              cfg.images_per_step() != o.batch_size else " = --batch_size") + ")")
-    cfg.backend = backend
-    return cfg
 
 
 def _check_resume_compatible(cfg: RunConfig) -> None:
@@ -415,7 +437,6 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
 def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
            dump_final_weights: Optional[str] = None) -> Dict[str, Any]:
     import keras
-    import numpy as np
     from official import schedules
     from official.train_backends import make_backend
 
@@ -592,7 +613,6 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
                    finished=step >= total_steps, sigterm=stop["sigterm"], last_checkpoint=last_saved,
                    backend=backend_name, num_replicas=backend.num_replicas, task=backend.task)
     if is_chief:
-        import json
         with open(os.path.join(model_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
     if dump_final_weights:
