@@ -434,33 +434,12 @@ def train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
         keras.config.set_dtype_policy(previous_policy)
 
 
-def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
-           dump_final_weights: Optional[str] = None) -> Dict[str, Any]:
+def _build_training_state(cfg: RunConfig, backend, steps_per_epoch: int, total_steps: int):
+    """The model, optimizer (+ schedule), EMA copy, online teacher and mixing seed of a run,
+    restored from its latest checkpoint (resume) or warm-started (``--weights``); returns them
+    with the step to start from and the checkpoint resumed (or None)."""
     import keras
-    from official import schedules
-    from official.train_backends import make_backend
-
-    cfg = prepare_config(cfg)
-    backend_name = keras.backend.backend()
-    if backend_name == "tensorflow":
-        import tensorflow as tf
-        if cfg.runtime.deterministic:
-            tf.config.experimental.enable_op_determinism()
-    check_model_dir(cfg.runtime.model_dir, is_chief=True)
-    _check_resume_compatible(cfg)
-    keras.utils.set_random_seed(cfg.runtime.seed)
-    _set_policy(cfg.optimization.dtype)
-    backend = make_backend(cfg)
-    if cfg.optimization.batch_size % backend.num_replicas:
-        raise ConfigError(f"--batch_size={cfg.optimization.batch_size} (global) is not divisible by "
-                          f"the {backend.num_replicas} replicas")
-    model_dir = cfg.runtime.model_dir
-    is_chief = backend.is_chief
-    manager = ckpt_lib.CheckpointManager(model_dir, cfg.runtime.keep_checkpoints, is_chief=is_chief)
-    steps_per_epoch = cfg.steps_per_epoch() if cfg.data.num_train_examples else cfg.total_steps()
-    total_steps = cfg.total_steps()
-
-    import models
+    backend_name, model_dir = keras.backend.backend(), cfg.runtime.model_dir
     with backend.scope():
         model = ckpt_lib.build_model_from_config(cfg)
         if cfg.distribution.sync_bn and backend_name == "tensorflow":
@@ -499,9 +478,42 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
                     e.assign(keras.ops.convert_to_numpy(v.value))
             log.info("warm-started %d variables (all but the head) from %s", len(copied),
                      cfg.runtime.init_checkpoint)
+    return (model, optimizer, lr_schedule, ema_vars, teacher, mix_seed, step, resumed_from,
+            latest)
+
+
+def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
+           dump_final_weights: Optional[str] = None) -> Dict[str, Any]:
+    import keras
+    from official import schedules
+    from official.train_backends import make_backend
+
+    cfg = prepare_config(cfg)
+    backend_name = keras.backend.backend()
+    if backend_name == "tensorflow":
+        import tensorflow as tf
+        if cfg.runtime.deterministic:
+            tf.config.experimental.enable_op_determinism()
+    check_model_dir(cfg.runtime.model_dir, is_chief=True)
+    _check_resume_compatible(cfg)
+    keras.utils.set_random_seed(cfg.runtime.seed)
+    _set_policy(cfg.optimization.dtype)
+    backend = make_backend(cfg)
+    if cfg.optimization.batch_size % backend.num_replicas:
+        raise ConfigError(f"--batch_size={cfg.optimization.batch_size} (global) is not divisible by "
+                          f"the {backend.num_replicas} replicas")
+    model_dir = cfg.runtime.model_dir
+    is_chief = backend.is_chief
+    manager = ckpt_lib.CheckpointManager(model_dir, cfg.runtime.keep_checkpoints, is_chief=is_chief)
+    steps_per_epoch = cfg.steps_per_epoch() if cfg.data.num_train_examples else cfg.total_steps()
+    total_steps = cfg.total_steps()
+
+    (model, optimizer, lr_schedule, ema_vars, teacher, mix_seed, step, resumed_from,
+     latest) = _build_training_state(cfg, backend, steps_per_epoch, total_steps)
     if is_chief:
         ckpt_lib.save_run_config(model_dir, cfg)
 
+    import models
     drop_blocks = models.drop_block_layers(model)
     kp_start, kp_end = cfg.regularization.drop_block_keep_prob
     step_fn = backend.make_train_step(model, optimizer, teacher, ema_vars, mix_seed)
