@@ -49,7 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from data.constants import CHANNEL_MEANS, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402 (no TensorFlow)
-from official.robustness import CORRUPTIONS_15  # noqa: E402 (numpy only)
+from data.corruptions import CORRUPTIONS_15  # noqa: E402 (numpy only)
 
 CIFAR = os.path.join(os.path.dirname(ROOT), "shared", "data", "cifar10-jpeg")
 ROW_NAMES = {  # models.TABLE7 / official/configs/E<k>.cfg (the reading of Table 7)

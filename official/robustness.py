@@ -46,6 +46,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+# The corruption names are data.corruptions' (numpy only), re-exported here.
+from data.corruptions import CORRUPTIONS_15, CORRUPTIONS_19
+
 __all__ = [
     "CORRUPTIONS_15", "CORRUPTIONS_19", "ALEXNET_ERRORS", "ALEXNET_CE", "ALEXNET_CLEAN_ERROR",
     "PERTURBATIONS_10", "PERTURBATIONS_EXTRA", "NOISE_PERTURBATIONS", "ALEXNET_FP",
@@ -54,13 +57,6 @@ __all__ = [
     "flip_rate", "mean_top5_distance", "format_summary",
 ]
 
-CORRUPTIONS_15 = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness",
-    "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-)
-CORRUPTIONS_19 = CORRUPTIONS_15 + ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 # AlexNet top-1 errors on ImageNet-C, severities 1..5 (Hendrycks & Dietterich 2019). Source:
 # the per-severity AlexNet table distributed with hendrycks/robustness results and copied in
