@@ -70,6 +70,12 @@ IDENTICAL = {
 # One name per distinct network: every registered name not in IDENTICAL (a new variant joins
 # the full-depth checks by registering it).
 FULL_DEPTH = [name for name in models.list_models() if name not in IDENTICAL]
+# Deeper variants built from exactly the blocks of a 50-layer one, only more of them (checked
+# by test_deep_variants_differ_only_in_depth): the per-layer checks (mixed precision,
+# save/load) run on the 50-layer network, the parameter counts on every depth.
+# (Assemble-ResNet-152 is not one: its Big-Little alpha/beta differ from the 50-layer one's.)
+DEPTH_OF = {"resnet101": "resnet50", "resnet152": "resnet50", "resnet101d": "resnet50d",
+            "resnet152d": "resnet50d"}
 FULL_INPUT = (32, 32, 3)  # the smallest input the total stride (32) of every network allows
 FULL_CLASSES = 1000       # as the published parameter counts, so the count tests share builds
 FULL_X = np.random.default_rng(1).normal(size=(2,) + FULL_INPUT).astype("float32")
@@ -385,8 +391,19 @@ def test_full_depth_names_cover_the_registry():
     assert set(IDENTICAL.values()) <= set(FULL_DEPTH)
 
 
+def test_deep_variants_differ_only_in_depth():
+    """ResNet-101/152 have 3-4-23-3 / 3-8-36-3 blocks (He et al. 2016, Table 1); everything but
+    the block counts equals the 50-layer variant's config."""
+    import dataclasses
+    depth = {"101": (3, 4, 23, 3), "152": (3, 8, 36, 3)}
+    for deep, shallow in DEPTH_OF.items():
+        d, s = models.get_model_config(deep), models.get_model_config(shallow)
+        assert tuple(d.layers) == depth[deep.split("resnet")[1][:3]], deep
+        assert dataclasses.replace(d, layers=s.layers) == s, deep
+
+
 @full_depth
-@pytest.mark.parametrize("full_model", FULL_DEPTH, indirect=True)
+@pytest.mark.parametrize("full_model", [n for n in FULL_DEPTH if n not in DEPTH_OF], indirect=True)
 def test_save_load_identical_outputs(full_model):
     # A temporary directory removed at once (the Assemble-ResNet-152 file is ~470 MB):
     # every weight and the outputs on FULL_X must be bit-identical after .keras save/load.
@@ -404,7 +421,7 @@ def _convolutions(model):
 
 
 @full_depth
-@pytest.mark.parametrize("full_model", FULL_DEPTH, indirect=True)
+@pytest.mark.parametrize("full_model", [n for n in FULL_DEPTH if n not in DEPTH_OF], indirect=True)
 def test_mixed_precision_float32_logits(full_model):
     """Built under each global mixed policy: every convolution (nested ones in SK / SE units
     included) computes in the low-precision type with float32 variables, the pooled features
