@@ -394,10 +394,13 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
         if teacher_logits:
             raise ValueError(f"{source}: TFDS sources carry no teacher logits; build TFRecords "
                              "with `python -m data.build_tfrecords --teacher ...`")
-        return _build_tfds(source, split, training, batch, image_size, out_size, augment, seed,
-                           num_classes, label_offset, eval_preprocess, normalization, strict,
-                           start_batch, num_shards, shard_index, stats, shuffle_buffer,
-                           drop_remainder, cache, _fused_crop)
+        return _build_tfds(source, split, training=training, batch=batch, image_size=image_size,
+                           out_size=out_size, augment=augment, seed=seed, num_classes=num_classes,
+                           label_offset=label_offset, eval_preprocess=eval_preprocess,
+                           normalization=normalization, strict=strict, start_batch=start_batch,
+                           num_shards=num_shards, shard_index=shard_index, stats=stats,
+                           shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder,
+                           cache=cache, fused_crop=_fused_crop)
 
     table = sources.record_table(source, split)
     for name, why in table.skipped_at_listing:
@@ -618,10 +621,12 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _build_tfds(source, split, training, batch, image_size, out_size, augment, seed,
+def _build_tfds(source, split, *, training, batch, image_size, out_size, augment, seed,
                 num_classes, label_offset, eval_preprocess, normalization, strict, start_batch,
                 num_shards, shard_index, stats, shuffle_buffer, drop_remainder, cache,
                 fused_crop):
+    """:func:`build_dataset` for a ``tfds:NAME`` source (its arguments, by keyword, already
+    checked and resolved: per-pipeline batch, output size, augmentation function, shard)."""
     import tensorflow_datasets as tfds
 
     name, version = sources.parse_tfds_name(source)
