@@ -596,8 +596,8 @@ def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int]
     return summary
 
 
-def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, which: str = "latest",
-             batch_size: Optional[int] = None, dtype: Optional[str] = None,
+def evaluate(model_dir: Optional[str], data: str, *, split: Optional[str] = None,
+             which: str = "latest", batch_size: Optional[int] = None, dtype: Optional[str] = None,
              corruptions: Optional[str] = None, severities="1..5", seed: int = 0,
              corruption_dir: Optional[str] = None, baseline_errors: Optional[str] = None,
              output_dir: Optional[str] = None, max_examples: Optional[int] = None,
@@ -606,7 +606,9 @@ def evaluate(model_dir: Optional[str], data: str, split: Optional[str] = None, w
              retrieval_zero_shot_classes: Optional[int] = None,
              weights: Optional[str] = None) -> Dict[str, Any]:
     """Runs the evaluation and writes its files; returns the result dict (see module doc).
-    ``weights`` (``--weights``) replaces ``model_dir``: see :func:`restore`."""
+    The keyword arguments are the program's flags of the same names (``progress`` / ``plots``:
+    the opposite of ``--no_progress`` / ``--no_plots``). ``weights`` (``--weights``) replaces
+    ``model_dir``: see :func:`restore`."""
     if retrieval_metric not in ("cosine", "euclidean"):
         raise EvaluationError(f"--retrieval_metric must be cosine or euclidean, got "
                               f"{retrieval_metric!r}")
