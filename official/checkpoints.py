@@ -34,7 +34,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from official.config import RunConfig
+import models
+from models import pretrained
+from models.config import config_from_dict
+from official.config import DataConfig, ModelConfig, RunConfig
 
 RUN_CONFIG = "run_config.json"
 CKPT_DIR = "checkpoints"
@@ -227,8 +230,6 @@ def build_model_from_config(config: RunConfig, num_classes: Optional[int] = None
     resolved network config the trainer stored (``model.network``); run directories written
     before it was stored are built from the name and overrides.
     """
-    import models
-    from models.config import config_from_dict
     num_classes = num_classes or config.model.num_classes
     if config.model.network:  # the resolved network the trainer stored (run_config.json)
         return models.build_from_config(config_from_dict(config.model.network),
@@ -267,7 +268,6 @@ def config_from_weights(info, flag: str = "--weights") -> RunConfig:
     Raises ``ValueError`` naming ``flag`` and the file when the architecture or the
     normalization is unknown (guessing the normalization would give silently wrong
     predictions)."""
-    from official.config import DataConfig, ModelConfig
     if info.run_config is not None:
         return RunConfig.from_dict(info.run_config)
     if not info.arch:
@@ -304,7 +304,6 @@ def restore_weights(spec: str, which: str = "latest", flag: str = "--weights"):
     applies); otherwise the network is built with free spatial dims from the weights'
     metadata (:func:`config_from_weights`), whose preprocessing the returned config carries.
     Raises ``ValueError`` / ``FileNotFoundError`` naming ``flag`` and the file."""
-    from models import pretrained
     info = pretrained.resolve(spec, what=flag)
     if info.kind == "saved_model":
         raise ValueError(f"{flag} {spec!r} is a SavedModel (a serving graph, not Keras weights): "
@@ -347,7 +346,6 @@ def apply_weights_metadata(config: RunConfig, explicit=None, flag: str = "--weig
     spec = config.runtime.init_checkpoint
     if not spec:
         return config, None
-    from models import pretrained
     given = (lambda name: True) if explicit is None else (lambda name: name in explicit)
     info = pretrained.resolve(spec, what=flag, name_hint=config.model.name)
     if info.kind == "saved_model":
@@ -376,7 +374,6 @@ def apply_weights_metadata(config: RunConfig, explicit=None, flag: str = "--weig
 
 
 def _model_names():
-    import models
     return models.list_models()
 
 
@@ -432,7 +429,6 @@ def warm_start(model, init_checkpoint: str, config: Optional[RunConfig] = None,
     if os.path.isdir(init_checkpoint) and os.path.exists(os.path.join(init_checkpoint, RUN_CONFIG)):
         source, _ = restore_model(init_checkpoint, "latest")
     elif not _is_plain_ours(init_checkpoint) and config is not None:
-        from models import pretrained
         info = pretrained.resolve(init_checkpoint, what=flag, name_hint=config.model.name)
         pretrained.check_same_network(info, config.model.name, config.model_overrides(),
                                       what=flag, flag="--model")

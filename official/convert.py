@@ -75,15 +75,17 @@ import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import flags.convert as convert_flags
+import models
 from flags import cli
 # The supported architectures live with the flags (their help lists them).
 from flags.convert import SOURCES, TIMM_ARCHS, TORCHVISION_ARCHS  # noqa: F401
 
 # The mapping itself lives under models/ (models.build_model(weights=...) needs it and models
 # must not import official); these names stay importable from here.
+from models import imagenet_classes
 from models.timm_weights import (TORCH_BN_EPSILON, _transform, convert_state_dict,  # noqa: F401
                                  head_classes as _head_classes, load_torch_state_dict,
-                                 map_key)
+                                 map_key, pretrained_info)
 
 
 def supported_archs(source: str) -> Tuple[str, ...]:
@@ -111,7 +113,6 @@ def convert(source: str, arch: str, checkpoint: str, output: str,
     # Read the checkpoint (imports torch) before TensorFlow is imported through ``models``:
     # importing torch's triton after TensorFlow crashes the process (see the module doc).
     state_dict = load_torch_state_dict(checkpoint)
-    import models
     cfg = models.get_model_config(arch)
     if abs(cfg.bn_epsilon - TORCH_BN_EPSILON) > 1e-12:
         raise ValueError(f"model {arch!r} has bn_epsilon={cfg.bn_epsilon}; PyTorch's batch norm "
@@ -145,14 +146,12 @@ def convert(source: str, arch: str, checkpoint: str, output: str,
     # torchvision's ImageNet weights: 224 px, crop 0.875 (resize 256). ImageNet class names
     # when the 1000-class head was converted.
     if source == "timm":
-        from models.timm_weights import pretrained_info
         pre = pretrained_info(arch)
         summary.update(image_size=pre["image_size"], eval_preprocess=pre["eval_preprocess"],
                        interpolation=pre["interpolation"])
     else:
         summary.update(image_size=224, eval_preprocess="imagenet", interpolation="bilinear")
     if load_head and classes == 1000:
-        from models import imagenet_classes
         summary["class_names"] = list(imagenet_classes.NAMES)
     meta_path = output[: -len(".weights.h5")] + ".json"
     fd, tmp_weights = tempfile.mkstemp(prefix=".tmp-convert-", suffix=".weights.h5", dir=out_dir)

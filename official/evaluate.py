@@ -79,10 +79,17 @@ import numpy as np
 
 import data as data_lib
 import flags.evaluate as evaluate_flags
+from data import constants, sources
+from data import corruptions as corruption_lib
 from flags import cli
 from flags import run_dir as run_dir_flags
 from flags.evaluate import DTYPE_POLICIES  # --dtype value -> Keras dtype policy
-from official import extras
+from official import checkpoints, extras, retrieval, robustness
+from official import plots as plot_lib
+from official.metrics import ClassificationMetrics, per_class_accuracy
+
+# keras, TensorFlow and data.preprocessing / data.pipeline (TensorFlow) are imported inside the
+# functions that use them: the program chooses the host allocator first (main).
 
 logger = logging.getLogger("official.evaluate")
 
@@ -147,7 +154,6 @@ def parse_corruptions(text: Optional[str]) -> List[str]:
     """``all``/``19`` (the 19 ImageNet-C corruptions), ``15`` or a comma separated list."""
     if not text:
         return []
-    from data import corruptions as corruption_lib
     key = text.strip().lower()
     if key in ("all", "19", "all19"):
         return list(corruption_lib.CORRUPTIONS_19)
@@ -187,12 +193,11 @@ def device_description() -> Dict[str, str]:
 
 def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
     """Inverse of :func:`data.preprocessing.normalize`: back to 0..255 floats."""
-    from data import preprocessing as pp
     if normalization == "mean":
-        return images + np.asarray(pp.CHANNEL_MEANS, np.float32)
+        return images + np.asarray(constants.CHANNEL_MEANS, np.float32)
     if normalization == "mean_std":
-        return images * np.asarray(pp.IMAGENET_STD, np.float32) + np.asarray(pp.IMAGENET_MEAN,
-                                                                            np.float32)
+        return (images * np.asarray(constants.IMAGENET_STD, np.float32)
+                + np.asarray(constants.IMAGENET_MEAN, np.float32))
     raise EvaluationError(f"unknown normalization {normalization!r} in the run config")
 
 
@@ -275,7 +280,6 @@ def benchmark(predict: _Predictor, batch: np.ndarray, steps: int, max_seconds: f
 
 
 def _check_run_dir(model_dir: str) -> None:
-    from official import checkpoints
     if not model_dir:
         raise EvaluationError("--model_dir is required")
     if not os.path.isdir(model_dir):
@@ -313,7 +317,6 @@ def restore(model_dir: Optional[str], which: str, dtype: Optional[str] = None,
     if model_dir:
         _check_run_dir(model_dir)
     import keras
-    from official import checkpoints
     ckpt = None
     if model_dir:
         ckpt = checkpoints.checkpoint_path(model_dir, which)
@@ -415,7 +418,6 @@ def _num_batches(n, batch_size, max_examples):
 
 
 def evaluate_clean(predict, ds, num_classes, max_examples, total, progress, desc="eval"):
-    from official.metrics import ClassificationMetrics
     metrics = ClassificationMetrics(num_classes)
     first_batch = None
     start = time.perf_counter()
@@ -430,9 +432,7 @@ def evaluate_clean(predict, ds, num_classes, max_examples, total, progress, desc
 def evaluate_corrupted_on_the_fly(predict, ds, config, num_classes, name, severity, seed,
                                   max_examples, total, progress):
     """Top-1 error on corrupted copies of the evaluation crops (see the module docstring)."""
-    import data.corruptions as corruption_lib
     import data.preprocessing as pp
-    from official.metrics import ClassificationMetrics
     metrics = ClassificationMetrics(num_classes, top_k=(1,))
     index = 0
     for images, labels in _progress(_batches(ds, max_examples), total,
@@ -450,7 +450,7 @@ def evaluate_corrupted_on_the_fly(predict, ds, config, num_classes, name, severi
 def _first_image_size(source: str, split: str):
     """``(height, width)`` of the first image of ``split`` (header only for JPEGs)."""
     import tensorflow as tf
-    from data import preprocessing, sources
+    from data import preprocessing
     table = sources.record_table(source, split)
     if table.kind == "file":
         with open(table.paths[0], "rb") as f:
@@ -489,7 +489,6 @@ def evaluate_corrupted_from_dir(predict, corruption_dir, split, config, batch_si
     if not os.path.isdir(source):
         raise EvaluationError(f"--corruption_dir {corruption_dir!r} has no {name}/{severity} "
                               "(write it with python -m data.make_corruptions)")
-    from official.metrics import ClassificationMetrics
     info = _check_source(source, num_classes, config.data.label_offset, what="corrupted data")
     if split not in info.split_sizes:
         raise EvaluationError(f"corrupted data {source!r} has no split {split!r} "
@@ -525,7 +524,6 @@ def evaluate_retrieval(model, ds, max_examples, total, progress, *, metric="cosi
     classes a retrieval model would be fine-tuned on.
     """
     import keras
-    from official import retrieval
     layer = embedding_layer_name(model)
     embed = _Predictor(keras.Model(model.inputs, model.get_layer(layer).output))
     chunks, labels = [], []
@@ -553,7 +551,6 @@ def evaluate_retrieval(model, ds, max_examples, total, progress, *, metric="cosi
 def corruption_summary(errors: Dict[str, List[float]], severities: Sequence[int],
                        clean_error: float, num_classes: int, baseline_errors: Optional[str]):
     """Labelled mCE-15 / mCE-19 figures via :func:`official.robustness.summarize_corruptions`."""
-    from official import robustness
     notes = []
     full = list(severities) == [1, 2, 3, 4, 5]
     baseline, baseline_clean = None, None
@@ -753,7 +750,6 @@ def evaluate(model_dir: Optional[str], data: str, *, split: Optional[str] = None
 
     # Plots first (temp names), the JSON last: the JSON's presence means all is written.
     if plots:
-        from official import plots as plot_lib
         title = f"{config.model.name} on {os.path.basename(os.path.normpath(data))}/{split}"
         _atomic_plot(plot_lib.plot_confusion_matrix, files["confusion_png"], metrics.cm,
                      class_names, title=title)
@@ -766,7 +762,6 @@ def evaluate(model_dir: Optional[str], data: str, *, split: Optional[str] = None
 
 
 def _per_class(cm: np.ndarray, class_names) -> Dict[str, Optional[float]]:
-    from official.metrics import per_class_accuracy
     acc = per_class_accuracy(cm)
     names = class_names if class_names and len(class_names) == len(acc) else [
         str(i) for i in range(len(acc))]

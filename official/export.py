@@ -84,6 +84,7 @@ import flags.export as export_flags
 from flags import cli
 from flags import run_dir as run_dir_flags
 from flags.export import DEFAULT_MAX_PIXELS, DEFAULT_TOP_K
+from official import checkpoints
 
 LOGITS_TOLERANCE = 1e-4  # relative to max(1, max |logits|)
 PROB_TOLERANCE = 1e-5
@@ -105,10 +106,10 @@ def float_model(model, config):
     weights; falls back to ``model`` itself if the architecture cannot be built that way.
     Returns ``(keras.Model with outputs {"logits", ["embedding"]}, free_spatial: bool)``."""
     import keras
-    from official.checkpoints import build_model_from_config
     free = True
     try:
-        net = build_model_from_config(config, num_classes=int(model.outputs[0].shape[-1]))
+        net = checkpoints.build_model_from_config(config,
+                                                  num_classes=int(model.outputs[0].shape[-1]))
         net.set_weights(model.get_weights())
     except Exception:  # pragma: no cover - architectures that need a static size
         net, free = model, False
@@ -296,7 +297,6 @@ def export_tflite(serving, crop: int, out_dir: str) -> Dict[str, str]:
 
 
 def _check_run_dir(model_dir: str) -> None:
-    from official import checkpoints
     if not model_dir or not os.path.isdir(model_dir):
         raise ExportError(f"--model_dir {model_dir!r} does not exist")
     if not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG)):
@@ -325,7 +325,6 @@ def export(model_dir: Optional[str], export_dir: str, which: str = "latest",
     if model_dir:
         _check_run_dir(model_dir)
     import keras
-    from official import checkpoints
     if keras.backend.backend() != "tensorflow":
         raise ExportError("SavedModel export needs the TensorFlow backend "
                           f"(KERAS_BACKEND={keras.backend.backend()}); run with "

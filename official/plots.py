@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from official.robustness import CORRUPTIONS_19
+
 __all__ = ["plot_corruption_errors", "plot_confusion_matrix"]
 
 
@@ -53,7 +55,6 @@ def plot_corruption_errors(results_by_model: Mapping[str, Mapping[str, Sequence[
     """
     if not results_by_model:
         raise ValueError("results_by_model is empty")
-    from official.robustness import CORRUPTIONS_19  # pylint: disable=import-outside-toplevel
     if corruptions is None:
         seen = []
         for table in results_by_model.values():

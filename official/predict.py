@@ -62,6 +62,8 @@ import numpy as np
 import flags.predict as predict_flags
 from flags import cli
 from flags import run_dir as run_dir_flags
+from official import checkpoints
+from official.evaluate import _Predictor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 PROG = "python -m official.predict"
@@ -171,7 +173,6 @@ class _KerasModel:
 
     def __init__(self, model, config):
         from data import preprocessing as pp
-        from official.evaluate import _Predictor  # model(x, training=False), compiled once
         self.model, self.config = model, config
         self.forward = _Predictor(model)
         self.num_classes = int(model.outputs[0].shape[-1])
@@ -289,7 +290,6 @@ def load_predictor(source: Optional[str] = None, which: str = "latest",
                               "not both")
     if not source and not model_dir:
         raise PredictionError("--model_dir or --weights is required")
-    from official import checkpoints
     if model_dir:
         if not os.path.exists(os.path.join(model_dir, checkpoints.RUN_CONFIG)):
             raise PredictionError(f"--model_dir {model_dir!r} is not a training run directory "

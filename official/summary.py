@@ -13,6 +13,7 @@ from __future__ import annotations
 from absl import app, flags
 
 import flags as assemble_flags
+import models
 from flags import parse_overrides
 from official.config import ModelConfig
 
@@ -41,7 +42,6 @@ def count_params(model):
 
 def main(argv):
     del argv
-    import models
     if FLAGS.list:
         for name in models.list_models():
             print(f"{name:24s} {models.describe_model(name)}")

@@ -48,13 +48,15 @@ import numpy as np
 
 import data
 import flags as assemble_flags
+import models  # lazy: keras is imported by the builders
 from data import policies, sources  # no TensorFlow
 from data.constants import eval_image_size
+from models.timm_weights import parse_timm_name
 from official import checkpoints as ckpt_lib
 from official import summaries
 from official.config import RunConfig
 
-# keras, models, the backends and TensorFlow are imported inside the functions that use them:
+# keras, the backends and TensorFlow are imported inside the functions that use them:
 # importing keras starts its backend (TensorFlow by default), and the program first chooses the
 # host allocator (--host_allocator) and the backend (KERAS_BACKEND=jax runs without TensorFlow).
 
@@ -179,7 +181,6 @@ def _check_input_sizes(cfg: RunConfig) -> None:
     """The training size and the evaluation size must suit the network
     (``models.input_size_error``: Big-Little needs multiples of 32), checked at start-up
     instead of a shape error inside the first evaluation."""
-    import models
     try:
         mcfg = models.get_model_config(cfg.model.name, **cfg.model_overrides())
         eval_size = eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess)
@@ -252,7 +253,6 @@ def _config_errors(cfg: RunConfig, backend: str) -> list:
     if o.batch_size <= 0:
         errors.append("--batch_size must be positive")
     if cfg.runtime.init_checkpoint and not os.path.exists(cfg.runtime.init_checkpoint):
-        from models.timm_weights import parse_timm_name
         if parse_timm_name(cfg.runtime.init_checkpoint) is None:  # else: a timm hub name
             errors.append(f"--weights/--init_checkpoint={cfg.runtime.init_checkpoint!r} does not "
                           "exist and is not a timm name (e.g. resnet50d)")
@@ -277,7 +277,6 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from e
     try:
-        import models
         names = models.list_models()
         if cfg.model.name not in names:
             raise ConfigError(f"unknown model {cfg.model.name!r}; valid names: {names}")
@@ -513,7 +512,6 @@ def _train(cfg: RunConfig, *, stop_after_steps: Optional[int] = None,
     if is_chief:
         ckpt_lib.save_run_config(model_dir, cfg)
 
-    import models
     drop_blocks = models.drop_block_layers(model)
     kp_start, kp_end = cfg.regularization.drop_block_keep_prob
     step_fn = backend.make_train_step(model, optimizer, teacher, ema_vars, mix_seed)

@@ -58,6 +58,7 @@ import keras
 from keras import ops
 
 import data
+import models
 from data import device_augment, mixing  # keras.ops only: no TensorFlow
 from official import losses as losses_lib
 from official import metrics as metrics_lib
@@ -290,7 +291,6 @@ class TFBackend:
         pass
 
     def set_drop_block(self, model, keep_prob):
-        import models
         models.set_drop_block_keep_prob(model, keep_prob)
 
 
@@ -533,7 +533,6 @@ class JaxBackend:
         self._state = None  # re-read (e.g. after DropBlock keep-prob changes)
 
     def set_drop_block(self, model, keep_prob):
-        import models
         models.set_drop_block_keep_prob(model, keep_prob)
         if self._state is not None:  # patch the keep-prob variables inside the jitted state
             tv, ntv, ov, ev, ss = self._state
