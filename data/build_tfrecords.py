@@ -42,6 +42,8 @@ import sys
 
 import numpy as np
 
+from data import sources
+
 EVAL_RENAME = {"val": "validation"}
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -206,7 +208,6 @@ class _Teacher:
 
 def list_input(path, splits=None):
     """[(split, class, key, read_fn)] and class names, in a reproducible order."""
-    from data import sources
     info = sources.inspect_source(path)
     if info.kind not in ("zip", "zipdir", "dir"):
         raise ValueError(f"{path}: input must be an image directory or zip (got {info.kind})")
@@ -228,7 +229,6 @@ def build(input_path, output_dir, num_shards, splits=None, teacher=None, teacher
     """Writes the shards; returns the summary dict (also written to ``summary.json``)."""
     import tensorflow as tf
     from tqdm import tqdm
-    from data import sources
 
     if num_shards < 1:
         raise ValueError("--num_shards must be >= 1")
@@ -320,7 +320,6 @@ def _key(table, i):
 
 
 def _reader(table, cache):
-    from data import sources
     if table.kind == "file":
         return lambda i: open(table.paths[i], "rb").read()
     key = tuple(table.files)

@@ -48,6 +48,8 @@ import re
 import sys
 from typing import Any, Dict, List, Optional
 
+from models import imagenet_classes, timm_weights
+
 STATE_DICT_EXTS = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 HUB_FILES = ("model.safetensors", "config.json")
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
@@ -162,7 +164,6 @@ def _sidecar(path: str) -> Optional[str]:
 
 def _apply_timm(info: WeightsInfo, arch: str, pretrained_cfg: Optional[Dict[str, Any]],
                 origin: str) -> None:
-    from models import timm_weights
     try:
         pre = timm_weights.pretrained_info(arch, pretrained_cfg)
     except ValueError as e:
@@ -176,7 +177,6 @@ def _apply_timm(info: WeightsInfo, arch: str, pretrained_cfg: Optional[Dict[str,
 
 
 def _state_dict_info(info: WeightsInfo, what: str, name_hint: Optional[str]) -> None:
-    from models import timm_weights
     path = info.path
     info.num_classes = _safetensors_head_classes(path, what, info.spec)
     if info.num_classes is None:  # .pth / .bin / .npz: read it all now (kept for loading)
@@ -212,7 +212,6 @@ def _state_dict_info(info: WeightsInfo, what: str, name_hint: Optional[str]) -> 
     elif name_hint in timm_weights.PRETRAINED:
         _apply_timm(info, name_hint, None, f"the architecture asked for ({name_hint})")
     if info.class_names is None and info.source == "timm" and info.num_classes == 1000:
-        from models import imagenet_classes
         info.class_names = list(imagenet_classes.NAMES)
 
 
@@ -267,7 +266,6 @@ def resolve(spec: str, what: str = "weights=", name_hint: Optional[str] = None,
     downloaded (``download=False`` raises instead). Raises :class:`WeightsError` (or
     ``FileNotFoundError`` for a missing path that is no hub name either).
     """
-    from models import timm_weights
     if not spec or not isinstance(spec, str):
         raise WeightsError(f"{what} must be a path or a timm name, got {spec!r}")
     path = os.path.expanduser(spec)
@@ -390,7 +388,6 @@ def load_into(model, info: WeightsInfo, load_head: bool = True, what: str = "wei
                            "Keras weights): use it with official.predict, or pass the run "
                            "directory it was exported from")
     if info.kind == "state_dict":
-        from models import timm_weights
         if info.state_dict is None:
             try:
                 info.state_dict = timm_weights.load_torch_state_dict(info.path, what=what)
