@@ -177,10 +177,10 @@ def check_model_dir(model_dir: str, is_chief: bool = True) -> None:
         raise ConfigError(f"--model_dir={model_dir!r} is not writable: {e}") from e
 
 
-def _check_input_sizes(cfg: RunConfig) -> None:
-    """The training size and the evaluation size must suit the network
-    (``models.input_size_error``: Big-Little needs multiples of 32), checked at start-up
-    instead of a shape error inside the first evaluation."""
+def _resolve_network(cfg: RunConfig):
+    """The run's network config (``models.get_model_config``), after checking that the
+    training size and the evaluation size suit it (``models.input_size_error``: Big-Little
+    needs multiples of 32) at start-up instead of a shape error inside the first evaluation."""
     try:
         mcfg = models.get_model_config(cfg.model.name, **cfg.model_overrides())
         eval_size = eval_image_size(cfg.model.image_size, cfg.data.eval_preprocess)
@@ -195,6 +195,7 @@ def _check_input_sizes(cfg: RunConfig) -> None:
             raise ConfigError(f"{flag} gives {size} px, but {cfg.model.name}: {reason}; a "
                               f"multiple of {stride} works, use e.g. "
                               f"{max(stride, size // stride * stride)}")
+    return mcfg
 
 
 def _config_errors(cfg: RunConfig, backend: str) -> list:
@@ -276,18 +277,12 @@ def prepare_config(cfg: RunConfig, backend: Optional[str] = None) -> RunConfig:
         ckpt_lib.apply_weights_metadata(cfg, None)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(str(e)) from e
-    try:
-        names = models.list_models()
-        if cfg.model.name not in names:
-            raise ConfigError(f"unknown model {cfg.model.name!r}; valid names: {names}")
-    except ImportError:
-        pass
-    else:
-        _check_input_sizes(cfg)
-        # The resolved network, stored in run_config.json: evaluation, export and fine-tuning
-        # rebuild exactly this network (official.checkpoints.build_model_from_config).
-        cfg.model.network = json.loads(json.dumps(dataclasses.asdict(  # as JSON stores it
-            models.get_model_config(cfg.model.name, **cfg.model_overrides()))))
+    names = models.list_models()
+    if cfg.model.name not in names:
+        raise ConfigError(f"unknown model {cfg.model.name!r}; valid names: {names}")
+    # The resolved network, stored in run_config.json: evaluation, export and fine-tuning
+    # rebuild exactly this network (official.checkpoints.build_model_from_config).
+    cfg.model.network = json.loads(json.dumps(dataclasses.asdict(_resolve_network(cfg))))
     _fill_from_source(cfg)
     cfg.backend = backend
     return cfg
