@@ -31,9 +31,11 @@ from official import config as _config
 
 FLAG_TO_FIELD: Dict[str, str] = {flag: dotted for flag, dotted, _, _ in _config.iter_settings()}
 FLAG_TO_FIELD["weights"] = "runtime.init_checkpoint"  # synonym (official.train checks they agree)
+_HINTS = {dotted: hint for _, dotted, _, hint in _config.iter_settings()}
 
 RUNTIME_ONLY = tuple(_runtime.RUNTIME_ONLY)
-SECTIONS = ("recipe", "model", "data", "optimization", "regularization", "distribution", "runtime")
+# The config's sections in schema order ("recipe" for the top-level field with a flag).
+SECTIONS = tuple(dict.fromkeys(dotted.partition(".")[0] for _, dotted, _, _ in _config.iter_settings()))
 
 WEIGHTS_HELP = ("Synonym of --init_checkpoint: warm start (fine-tuning), all but the head, from a "
                 "run or checkpoint dir, .weights.h5, .keras, a timm state dict or a timm name.")
@@ -129,12 +131,16 @@ def exit_with_help_if_asked(argv, doc: str, flag_values=None) -> None:
 
 
 def _convert(flag_name: str, value: Any) -> Any:
+    """A parsed flag value as its field's type: ``--model_overrides`` text as a dict, a comma
+    list as ``List[float]`` items (absl gives strings), ``--eval_split=`` / ``auto`` as unset."""
     if flag_name == "model_overrides":
         return parse_overrides(value)
-    if flag_name in ("piecewise_boundaries", "piecewise_rates", "drop_block_keep_prob"):
-        return [float(v) for v in value]
     if flag_name == "eval_split" and value in ("", "auto"):
         return None
+    hint = _HINTS[FLAG_TO_FIELD[flag_name]]
+    if typing.get_origin(hint) in (list, typing.List):
+        item = (typing.get_args(hint) or (str,))[0]
+        return [item(v) for v in value]
     return value
 
 

@@ -323,8 +323,10 @@ class RunConfig:
         return obj
 
 
-_SECTIONS: Dict[str, type] = {}  # section name -> dataclass, filled after the classes below
-_TOP_LEVEL = ("recipe", "backend", "schema_version")
+# Section name -> dataclass, and the top-level fields (recipe, backend, schema_version):
+# derived from RunConfig after the classes below.
+_SECTIONS: Dict[str, type] = {}
+_TOP_LEVEL: List[str] = []
 
 
 def iter_settings(cli_only: bool = True) -> Iterator[Tuple[Optional[str], str, Any, Any]]:
@@ -437,5 +439,11 @@ def _from_dict(cls, d):
     return cls(**kwargs)
 
 
-_SECTIONS.update((f.name, typing.get_type_hints(RunConfig)[f.name]) for f in dataclasses.fields(RunConfig)
-                 if dataclasses.is_dataclass(typing.get_type_hints(RunConfig)[f.name]))
+for _f in dataclasses.fields(RunConfig):
+    _hint = typing.get_type_hints(RunConfig)[_f.name]
+    if dataclasses.is_dataclass(_hint):
+        _SECTIONS[_f.name] = _hint
+    else:
+        _TOP_LEVEL.append(_f.name)
+
+del _f, _hint
