@@ -168,18 +168,17 @@ def tf_dataset(cfg, split, training, batch_size, start_batch=0):
     """The ``tf.data`` input of a run (``data.build_dataset``; both backends: the JAX one
     iterates it as NumPy). GLOBAL batches; data auto-sharding for ``tf.distribute``."""
     import tensorflow as tf
-    c = cfg
     # --augment_on=device: tf.data decodes, crops and flips; AutoAugment/RandAugment and the
     # normalization run in the training step (data.device_augment.DeviceAugment)
-    host_aug = training and c.data.augment_on != "device"
+    host_aug = training and cfg.data.augment_on != "device"
     ds = data.build_dataset(
-        c.data.source, split, training=training, batch_size=batch_size,
-        image_size=c.model.image_size, autoaugment=c.data.autoaugment_policy() if host_aug else None,
-        randaugment=c.data.randaugment_spec() if host_aug else None, seed=c.data.seed,
-        num_classes=c.model.num_classes, label_offset=c.data.label_offset,
-        eval_preprocess=c.data.eval_preprocess,
-        normalization=c.data.normalization if (host_aug or not training) else "none",
-        teacher_logits=(training and c.regularization.distillation == "offline"),
+        cfg.data.source, split, training=training, batch_size=batch_size,
+        image_size=cfg.model.image_size, autoaugment=cfg.data.autoaugment_policy() if host_aug else None,
+        randaugment=cfg.data.randaugment_spec() if host_aug else None, seed=cfg.data.seed,
+        num_classes=cfg.model.num_classes, label_offset=cfg.data.label_offset,
+        eval_preprocess=cfg.data.eval_preprocess,
+        normalization=cfg.data.normalization if (host_aug or not training) else "none",
+        teacher_logits=(training and cfg.regularization.distillation == "offline"),
         start_batch=start_batch)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
