@@ -6,7 +6,7 @@
 Measures, in one run, training images/s of ``data.build_dataset`` with AUTOTUNE for
 (a) fused decode_and_crop_jpeg + flip + resize (the paper's order),
 (b) the same plus AutoAugment (policy "v0"; the teammate's ``data.autoaugment``),
-(c) the naive order: decode the whole image, then crop (``_fused_crop=False``),
+(c) the naive order: decode the whole image, then crop (``fused_crop=False``),
 and prints the ratios a/c and b/a. Targets: a/c >= 1.2, b/a >= 0.65.
 
 By default it runs twice, on two data sets: the issue's Imagewoof-320 (short side 320, about
@@ -130,7 +130,7 @@ def run_one(a, path, commit):
         return data.build_dataset(path, "train", training=True, batch_size=a.batch_size,
                                   image_size=a.image_size, seed=0, **kw)
 
-    configs = {"a_fused": dict(), "c_naive": dict(_fused_crop=False)}
+    configs = {"a_fused": dict(), "c_naive": dict(fused_crop=False)}
     aa_error = None
     try:
         import data.autoaugment  # noqa: F401

@@ -10,6 +10,7 @@ import logging
 
 _EXPORTS = {
     "build_dataset": "data.pipeline",
+    "InputSpec": "data.spec",
     "DatasetStats": "data.pipeline",
     "use_pooling_cpu_allocator": "data.pipeline",
     "inspect_source": "data.sources",

@@ -19,21 +19,20 @@ Design (details in docs/DATA.md):
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from data import preprocessing
 from data import sources
+from data.spec import InputSpec
 
 logger = logging.getLogger("data.pipeline")
 
-AUTOAUGMENT_POLICIES = ("imagenet", "v0", "cifar10", "svhn")
-DEFAULT_SHUFFLE_BUFFER = 10_000
 _FAR_FUTURE = 2 ** 40
 
 
@@ -230,27 +229,7 @@ class _Tracker:
                 self.reasons = {}
 
 
-def _check_args(batch_size, image_size, autoaugment, randaugment, normalization, label_offset):
-    if int(batch_size) <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if int(image_size) <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size}")
-    if autoaugment is not None and autoaugment not in AUTOAUGMENT_POLICIES:
-        raise ValueError(f"unknown AutoAugment policy {autoaugment!r}; use one of "
-                         f"{AUTOAUGMENT_POLICIES}")
-    if autoaugment is not None and randaugment is not None:
-        raise ValueError("use either autoaugment or randaugment, not both")
-    if randaugment is not None:
-        if len(tuple(randaugment)) != 2:
-            raise ValueError(f"randaugment must be (num_layers, magnitude), got {randaugment!r}")
-    if normalization not in preprocessing.NORMALIZATIONS + ("none",):
-        raise ValueError(f"unknown normalization {normalization!r}; use one of "
-                         f"{preprocessing.NORMALIZATIONS} or 'none' (pixels in 0..255)")
-    if label_offset < 0:
-        raise ValueError(f"label_offset must be >= 0, got {label_offset}")
-
-
-def _augment_fn(autoaugment, randaugment):
+def _augment_fn(spec):
     """``augment(image, seed)``: float image in 0..255 -> augmented float image, as in the
     paper: clip, cast to uint8, augment, back to float.
 
@@ -264,7 +243,8 @@ def _augment_fn(autoaugment, randaugment):
     rounding) and ``y`` in [0, 1), so ``(bottom - top) * y >= -top`` after rounding and the
     sum is >= 0; above, rounding can reach 255 + 1e-5 at most, which floors to 255 like the
     clip. (tests/test_data_pipeline.py checks the bounds on many crops and scales.)"""
-    if autoaugment is None and randaugment is None:
+    autoaugment, randaugment = spec.autoaugment, spec.randaugment
+    if not spec.training or (autoaugment is None and randaugment is None):
         return None
     from data import autoaugment as aa  # the teammate's module; imported lazily
 
@@ -287,7 +267,7 @@ def _augment_fn(autoaugment, randaugment):
     return augment
 
 
-def _image_fn(training, image_size, seed, augment, fused, eval_preprocess, jpeg=None):
+def _image_fn(spec, augment, jpeg=None):
     """(bytes, reason, c) -> float image in 0..255. Rejected records (reason != 0) decode
     a tiny placeholder JPEG instead (no branch in the graph); they are filtered out later.
     ``reason=None``: the bytes were checked before the map (only good records arrive).
@@ -297,16 +277,17 @@ def _image_fn(training, image_size, seed, augment, fused, eval_preprocess, jpeg=
     ``image/object/bbox/*``: the original's training parser (``parse_record_sup`` in
     ``utils/data_util.py``, used by ``functions/input_fns.py``) passes no boxes either."""
     placeholder = tf.constant(preprocessing.PLACEHOLDER_JPEG)
+    training, image_size, seed = spec.training, int(spec.image_size), int(spec.seed)
 
     def image(data, reason, c):
         if reason is not None:
             data = tf.where(tf.equal(reason, 0), data, placeholder)
         if not training:
-            return preprocessing.preprocess_for_eval(data, image_size, eval_preprocess)
+            return preprocessing.preprocess_for_eval(data, image_size, spec.eval_preprocess)
         # Per-element stateless seeds derived from (seed, stream position c).
         base = tf.stack([tf.constant(seed, tf.int64), c])
-        image = preprocessing.preprocess_for_train(data, image_size, base, fused=fused,
-                                                   jpeg=jpeg)
+        image = preprocessing.preprocess_for_train(data, image_size, base,
+                                                   fused=spec.fused_crop, jpeg=jpeg)
         if augment is not None:
             # As in the paper: clip, cast to uint8, augment, back to float (_augment_fn).
             image = augment(image, base + tf.constant([0x5A17, 0], tf.int64))
@@ -341,45 +322,42 @@ def _fix_logits(logits, num_classes, label_offset):
     return tf.ensure_shape(padded, [num_classes]), ok
 
 
-def build_dataset(source, split, *, training, batch_size, image_size, autoaugment=None,
-                  randaugment=None, seed=None, num_classes=None, label_offset=0,
-                  eval_preprocess="imagenet", normalization="mean", teacher_logits=False,
-                  strict=False, start_batch=0, input_context=None, stats=None,
-                  shuffle_buffer=DEFAULT_SHUFFLE_BUFFER, drop_remainder=None, cache=False,
-                  _fused_crop=True):
-    """Builds batches ``(images, labels)`` or ``(images, {"label", "teacher_logits"})``.
+def build_dataset(source, split, spec=None, *, start_batch=0, input_context=None, stats=None,
+                  **fields):
+    """Builds batches ``(images, labels)`` or ``(images, {"label", "teacher_logits"})`` of
+    ``split`` of ``source``, as :class:`InputSpec` ``spec`` describes.
 
-    See docs/ARCHITECTURE.md and docs/DATA.md. ``batch_size`` is the global batch size; with
-    ``input_context`` the per-replica size is used and the records are sharded per input
-    pipeline. ``shuffle_buffer`` is used only by TFDS sources (file-based sources shuffle the
-    whole index each epoch). ``cache=True`` caches preprocessed evaluation images in memory
-    (ignored for training). ``_fused_crop=False`` (benchmark only) decodes whole images.
-
-    ``label_offset`` (TFRecords only): the records store ``true label + label_offset`` (1 for
-    ImageNet TFRecords with background 0 and labels 1..1000); the labels yielded are the true
-    ones, in ``[0, num_classes)``, and ``num_classes`` is the true class count (the model's
-    output width, ``inspect_source(...).num_classes``). Teacher logits: see :func:`_fix_logits`.
+    ``fields`` are :class:`InputSpec` fields, for a call without a spec
+    (``build_dataset(src, "train", training=True, batch_size=64, image_size=224)``) or to
+    replace some of a spec's. The other arguments are where the stream starts and runs, not
+    what it yields: ``start_batch`` (resume: the stream continues at that batch, bit for bit),
+    ``input_context`` (a ``tf.distribute.InputContext``: the per-replica batch, and the records
+    sharded per input pipeline), ``stats`` (a :class:`DatasetStats` that counts and names the
+    records skipped). See docs/ARCHITECTURE.md and docs/DATA.md.
     """
-    _check_args(batch_size, image_size, autoaugment, randaugment, normalization, label_offset)
-    image_size = int(image_size)
+    if spec is None:
+        spec = InputSpec(**fields)
+    elif fields:
+        spec = dataclasses.replace(spec, **fields)
     kind = sources.source_kind(source)  # raises for a missing path
-    out_size = image_size if training else preprocessing.eval_image_size(image_size,
-                                                                        eval_preprocess)
-    augment = _augment_fn(autoaugment, randaugment) if training else None
-    if drop_remainder is None:
-        drop_remainder = bool(training)
-    batch = int(batch_size)
-    num_shards, shard_index = 1, 0
+    training, label_offset = bool(spec.training), int(spec.label_offset)
+    batch = int(spec.batch_size)
+    shard = (1, 0)
     if input_context is not None:
         batch = input_context.get_per_replica_batch_size(batch)
-        num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "little") if training else 0
-    seed = int(seed)
+        shard = (input_context.num_input_pipelines, input_context.input_pipeline_id)
+    num_shards, shard_index = shard
     stats = stats if stats is not None else DatasetStats()
     info = sources.inspect_source(source)
-    if num_classes is None:
-        num_classes = info.num_classes
+    # Resolve the defaults that depend on the source or on chance, so everything below reads
+    # one complete spec.
+    spec = dataclasses.replace(
+        spec,
+        seed=int(spec.seed) if spec.seed is not None else (
+            int.from_bytes(os.urandom(4), "little") if training else 0),
+        num_classes=spec.num_classes if spec.num_classes is not None else info.num_classes,
+        drop_remainder=training if spec.drop_remainder is None else bool(spec.drop_remainder))
+    num_classes, teacher_logits = spec.num_classes, spec.teacher_logits
     if teacher_logits and num_classes is None:
         raise ValueError("teacher_logits=True needs num_classes (the source has no classes.csv)")
     if label_offset and kind != "tfrecord":
@@ -394,13 +372,8 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
         if teacher_logits:
             raise ValueError(f"{source}: TFDS sources carry no teacher logits; build TFRecords "
                              "with `python -m data.build_tfrecords --teacher ...`")
-        return _build_tfds(source, split, training=training, batch=batch, image_size=image_size,
-                           out_size=out_size, augment=augment, seed=seed, num_classes=num_classes,
-                           label_offset=label_offset, eval_preprocess=eval_preprocess,
-                           normalization=normalization, strict=strict, start_batch=start_batch,
-                           num_shards=num_shards, shard_index=shard_index, stats=stats,
-                           shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder,
-                           cache=cache, fused_crop=_fused_crop)
+        return _build_tfds(source, split, spec, batch=batch, shard=shard,
+                           start_batch=start_batch, stats=stats)
 
     table = sources.record_table(source, split)
     for name, why in table.skipped_at_listing:
@@ -422,7 +395,7 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
     if n_local == 0:
         raise ValueError(f"split {split!r} of {source} has {n_total} records, too few for "
                          f"{num_shards} input pipelines")
-    if n_local < batch and drop_remainder:
+    if n_local < batch and spec.drop_remainder:
         raise ValueError(f"split {split!r} has {n_local} records per input pipeline, fewer than "
                          f"one batch of {batch} with drop_remainder=True")
 
@@ -440,6 +413,8 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
                              f"pipeline (e.g. {table.names[i]}: "
                              f"{preprocessing.REASONS[int(reasons[i])]})")
     del blobs
+
+    seed = spec.seed
 
     def epoch_order(k):
         """Record indices of this worker's epoch ``k`` (int64 tensor [n_local])."""
@@ -498,15 +473,14 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
             stream = tf.data.Dataset.from_tensor_slices(
                 (tf.constant(c_all), tf.constant(local_idx))).skip(start_c)
 
-    tracker = _Tracker(stats, names_of, n_local, start_c, strict, finite=not training,
+    tracker = _Tracker(stats, names_of, n_local, start_c, spec.strict, finite=not training,
                        training=training, num_classes=num_classes, label_offset=label_offset,
                        reason_of=reason_of)
     labels_const = (tf.constant(table.labels - label_offset, tf.int32)
                     if table.labels is not None else None)
     k_logits = int(num_classes) if teacher_logits else 0
 
-    _image = _image_fn(training, image_size, seed, augment, _fused_crop, eval_preprocess,
-                       jpeg=all_jpeg)
+    _image = _image_fn(spec, _augment_fn(spec), jpeg=all_jpeg)
 
     def load(c, index):
         data = read(index)
@@ -525,8 +499,7 @@ def build_dataset(source, split, *, training, batch_size, image_size, autoaugmen
             e["reason"] = reason
         return e
 
-    return _finish(stream, load, tracker, batch, drop_remainder, normalization,
-                   teacher_logits, training, cache, out_size)
+    return _finish(stream, load, tracker, spec, batch)
 
 
 PRELOAD_LIMIT_BYTES = 256 * 2 ** 20
@@ -569,8 +542,9 @@ def _make_reader(table):
     return read_member, None
 
 
-def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher_logits,
-            training, cache, out_size):
+def _finish(stream, load, tracker, spec, batch):
+    """The shared tail of both builders: normalize, batch, account for the records, end."""
+    normalization, training = spec.normalization, spec.training
     def load_and_normalize(*args):
         e = load(*args)
         if normalization != "none":  # "none": 0..255 pixels (the trainer's --augment_on=device)
@@ -578,7 +552,7 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
         return e
 
     ds = stream.map(load_and_normalize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache and not training:
+    if spec.cache and not training:
         ds = ds.cache()
     ds = ds.ignore_errors()  # corrupt data the byte check cannot see; found again as gaps
 
@@ -588,7 +562,7 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
 
     if "reason" in ds.element_spec:   # else checked before the map (see build_dataset)
         ds = ds.filter(keep)
-    ds = ds.batch(batch, drop_remainder=drop_remainder)
+    ds = ds.batch(batch, drop_remainder=spec.drop_remainder)
 
     def account(e):
         labels = e["label"]
@@ -596,7 +570,7 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
         with tf.control_dependencies(dep if isinstance(dep, list) else [dep]):
             labels = tf.identity(labels)
         images = e["image"]
-        if teacher_logits:
+        if spec.teacher_logits:
             return images, {"label": labels, "teacher_logits": e["logits"]}
         return images, labels
 
@@ -621,12 +595,10 @@ def _finish(stream, load, tracker, batch, drop_remainder, normalization, teacher
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _build_tfds(source, split, *, training, batch, image_size, out_size, augment, seed,
-                num_classes, label_offset, eval_preprocess, normalization, strict, start_batch,
-                num_shards, shard_index, stats, shuffle_buffer, drop_remainder, cache,
-                fused_crop):
-    """:func:`build_dataset` for a ``tfds:NAME`` source (its arguments, by keyword, already
-    checked and resolved: per-pipeline batch, output size, augmentation function, shard)."""
+def _build_tfds(source, split, spec, *, batch, shard, start_batch, stats):
+    """:func:`build_dataset` for a ``tfds:NAME`` source: ``spec`` checked and resolved (seed,
+    classes, drop_remainder), ``batch`` per input pipeline, ``shard`` its
+    ``(num_shards, shard_index)``."""
     import tensorflow_datasets as tfds
 
     name, version = sources.parse_tfds_name(source)
@@ -639,12 +611,14 @@ def _build_tfds(source, split, *, training, batch, image_size, out_size, augment
     ds = builder.as_dataset(split=split, shuffle_files=False,
                             decoders={"image": tfds.decode.SkipDecoding()},
                             read_config=tfds.ReadConfig(add_tfds_id=True))
+    num_shards, shard_index = shard
+    training, label_offset = spec.training, spec.label_offset
     if num_shards > 1:
         ds = ds.shard(num_shards, shard_index)
     n_local = int(builder.info.splits[split].num_examples)
     n_local = len(range(shard_index, n_local, num_shards))
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+        ds = ds.shuffle(spec.shuffle_buffer, seed=spec.seed, reshuffle_each_iteration=True).repeat()
     start_c = int(start_batch) * batch
     ds = ds.enumerate().skip(start_c)
     names = {}
@@ -652,8 +626,8 @@ def _build_tfds(source, split, *, training, batch, image_size, out_size, augment
     def names_of(c):
         return names.get(int(c), f"{source}:{split}#{int(c)}")
 
-    tracker = _Tracker(stats, names_of, n_local, start_c, strict, finite=not training,
-                       training=training, num_classes=num_classes, label_offset=label_offset)
+    tracker = _Tracker(stats, names_of, n_local, start_c, spec.strict, finite=not training,
+                       training=training, num_classes=spec.num_classes, label_offset=label_offset)
 
     def remember(c, tfds_id):
         names[int(c)] = tfds_id.numpy().decode()
@@ -661,7 +635,7 @@ def _build_tfds(source, split, *, training, batch, image_size, out_size, augment
             names.clear()
         return c
 
-    _image = _image_fn(training, image_size, seed, augment, fused_crop, eval_preprocess)
+    _image = _image_fn(spec, _augment_fn(spec))
 
     def load(c, ex):
         data = ex["image"]
@@ -674,5 +648,4 @@ def _build_tfds(source, split, *, training, batch, image_size, out_size, augment
         return {"image": image, "label": label, "logits": tf.zeros([0]),
                 "logit_ok": tf.constant(True), "c": c, "reason": reason}
 
-    return _finish(ds, load, tracker, batch, drop_remainder, normalization, False, training,
-                   cache, out_size)
+    return _finish(ds, load, tracker, spec, batch)

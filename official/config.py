@@ -24,6 +24,8 @@ import json
 import typing
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from data.spec import InputSpec
+
 SCHEMA_VERSION = 1
 
 
@@ -261,6 +263,26 @@ class RunConfig:
         if not n:
             raise ValueError("data.num_train_examples is unknown; cannot convert epochs to steps")
         return max(1, n // self.optimization.batch_size)
+
+    def input_spec(self, training: bool, batch_size: Optional[int] = None) -> InputSpec:
+        """The ``data.InputSpec`` of this run's training or evaluation input (``batch_size``:
+        the global batch, default :meth:`images_per_step` for training and ``--eval_batch_size``
+        or ``--batch_size`` for evaluation). With ``--augment_on=device`` the host only decodes, crops and flips,
+        and yields pixels in 0..255: AutoAugment/RandAugment and the normalization run in the
+        training step (``data.device_augment.DeviceAugment``)."""
+        d = self.data
+        host_aug = training and d.augment_on != "device"
+        if batch_size is None:
+            batch_size = (self.images_per_step() if training
+                          else d.eval_batch_size or self.optimization.batch_size)
+        return InputSpec(
+            training=bool(training), batch_size=int(batch_size), image_size=self.model.image_size,
+            autoaugment=d.autoaugment_policy() if host_aug else None,
+            randaugment=d.randaugment_spec() if host_aug else None, seed=d.seed,
+            num_classes=self.model.num_classes, label_offset=d.label_offset,
+            eval_preprocess=d.eval_preprocess,
+            normalization=d.normalization if (host_aug or not training) else "none",
+            teacher_logits=bool(training and self.regularization.distillation == "offline"))
 
     def total_steps(self) -> int:
         if self.optimization.train_steps:

@@ -380,11 +380,8 @@ def _label_offset(source, config) -> int:
 def _dataset(source, split, config, batch_size, num_classes, stats=None):
     try:
         return data_lib.build_dataset(
-            source, split, training=False, batch_size=batch_size,
-            image_size=config.model.image_size, num_classes=num_classes,
-            label_offset=_label_offset(source, config),
-            eval_preprocess=config.data.eval_preprocess,
-            normalization=config.data.normalization, stats=stats)
+            source, split, config.input_spec(False, batch_size), num_classes=num_classes,
+            label_offset=_label_offset(source, config), stats=stats)
     except (ValueError, FileNotFoundError, KeyError) as e:
         raise EvaluationError(f"cannot read split {split!r} of {source!r}: {e}") from e
 

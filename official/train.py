@@ -51,6 +51,7 @@ import flags as assemble_flags
 import models  # lazy: keras is imported by the builders
 from data import policies, sources  # no TensorFlow
 from data.constants import eval_image_size
+from data.spec import AUTOAUGMENT_POLICIES
 from models.timm_weights import parse_timm_name
 from official import checkpoints as ckpt_lib
 from official import summaries
@@ -307,7 +308,6 @@ def _fill_from_source(cfg: RunConfig) -> None:
                 raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
                                   f"{sorted(policies.POLICIES)}")
     else:
-        from data.pipeline import AUTOAUGMENT_POLICIES
         if d.autoaugment_policy() and d.autoaugment_policy() not in AUTOAUGMENT_POLICIES:
             raise ConfigError(f"--autoaugment={d.autoaugment!r}: unknown policy; use one of "
                               f"{list(AUTOAUGMENT_POLICIES)}")

@@ -165,21 +165,12 @@ def _split_labels(labels):
 
 
 def tf_dataset(cfg, split, training, batch_size, start_batch=0):
-    """The ``tf.data`` input of a run (``data.build_dataset``; both backends: the JAX one
-    iterates it as NumPy). GLOBAL batches; data auto-sharding for ``tf.distribute``."""
+    """The ``tf.data`` input of a run (``data.build_dataset`` of ``cfg.input_spec``; both
+    backends: the JAX one iterates it as NumPy). GLOBAL batches; data auto-sharding for
+    ``tf.distribute``."""
     import tensorflow as tf
-    # --augment_on=device: tf.data decodes, crops and flips; AutoAugment/RandAugment and the
-    # normalization run in the training step (data.device_augment.DeviceAugment)
-    host_aug = training and cfg.data.augment_on != "device"
-    ds = data.build_dataset(
-        cfg.data.source, split, training=training, batch_size=batch_size,
-        image_size=cfg.model.image_size, autoaugment=cfg.data.autoaugment_policy() if host_aug else None,
-        randaugment=cfg.data.randaugment_spec() if host_aug else None, seed=cfg.data.seed,
-        num_classes=cfg.model.num_classes, label_offset=cfg.data.label_offset,
-        eval_preprocess=cfg.data.eval_preprocess,
-        normalization=cfg.data.normalization if (host_aug or not training) else "none",
-        teacher_logits=(training and cfg.regularization.distillation == "offline"),
-        start_batch=start_batch)
+    ds = data.build_dataset(cfg.data.source, split, cfg.input_spec(training, batch_size),
+                            start_batch=start_batch)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)

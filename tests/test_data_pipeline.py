@@ -265,6 +265,31 @@ def test_training_determinism_and_start_batch(woof_zip):
     assert labels[:24].tolist() != labels[24:].tolist()   # reshuffled
 
 
+def test_input_spec_is_what_build_dataset_reads(woof_zip):
+    """A spec and the same fields as keywords give the same stream; keywords beside a spec
+    replace its fields; a bad field is refused when the spec is made, naming it."""
+    spec = data.InputSpec(training=True, batch_size=5, image_size=32, seed=11)
+    a = _batches(data.build_dataset(woof_zip, "train", spec), 2)
+    b = _batches(data.build_dataset(woof_zip, "train", training=True, batch_size=5,
+                                    image_size=32, seed=11), 2)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    (x, y), = _batches(data.build_dataset(woof_zip, "train", spec, batch_size=3), 1)
+    assert x.shape == (3, 32, 32, 3) and y.shape == (3,)
+    assert spec.output_size == 32
+    assert data.InputSpec(training=False, batch_size=1, image_size=224,
+                          eval_preprocess="imagenet_224_256").output_size == 256
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        data.InputSpec(training=True, batch_size=0, image_size=32)
+    with pytest.raises(ValueError, match="normalization 'bogus'"):
+        data.InputSpec(training=True, batch_size=2, image_size=32, normalization="bogus")
+    with pytest.raises(ValueError, match="bogus"):
+        data.InputSpec(training=False, batch_size=2, image_size=32, eval_preprocess="bogus")
+    with pytest.raises(TypeError, match="batchsize"):
+        data.build_dataset(woof_zip, "train", spec, batchsize=3)
+
+
 def test_bad_input_is_skipped_counted_and_named(bad_dir, caplog):
     root, n, _ = bad_dir
     stats = data.DatasetStats()

@@ -556,10 +556,10 @@ def test_randaugment_flag_text_reaches_the_pipeline_parsed(imagenette, tmp_path,
     from official import train
     real, seen = data.build_dataset, []
 
-    def spy(*a, **kw):
-        if kw.get("training"):
-            seen.append(kw.get("randaugment"))
-        return real(*a, **kw)
+    def spy(source, split, spec=None, **kw):
+        if spec.training:
+            seen.append(spec.randaugment)
+        return real(source, split, spec, **kw)
     monkeypatch.setattr(data, "build_dataset", spy)
     r = train.train(tiny_config(tmp_path / "ra", imagenette, data__randaugment="2,9",
                                 optimization__train_steps=1))
@@ -588,10 +588,10 @@ def test_double_batch_reads_two_batches_per_step(imagenette, tmp_path, monkeypat
     from official import train
     real, seen = data.build_dataset, []
 
-    def spy(source, split, training=False, batch_size=None, **kw):
-        if training:
-            seen.append(batch_size)
-        return real(source, split, training=training, batch_size=batch_size, **kw)
+    def spy(source, split, spec=None, **kw):
+        if spec.training:
+            seen.append(spec.batch_size)
+        return real(source, split, spec, **kw)
     monkeypatch.setattr(data, "build_dataset", spy)
     cfg = tiny_config(tmp_path / "db", imagenette, regularization__mixing="mixup",
                       regularization__mixing_form="double_batch", optimization__batch_size=6,
@@ -600,6 +600,30 @@ def test_double_batch_reads_two_batches_per_step(imagenette, tmp_path, monkeypat
     assert seen == [12]                                        # 2B images read per step
     assert r["samples_per_step"] == 6 and r["images_per_step"] == 12
     assert r["total_steps"] == round(0.01 * (2500 // 6))      # epochs count N // B steps
+
+
+def test_input_spec_of_a_run():
+    """RunConfig.input_spec is what the trainer reads: host augmentation and normalization for
+    training on the host; with --augment_on=device the host yields raw 0..255 pixels and no
+    AutoAugment (the step does both); evaluation never augments and is normalized; offline
+    distillation asks for teacher logits in training only; the training batch is the images a
+    step reads (2B with double_batch mixing, the paper's mixup_type=1)."""
+    from official.config import RunConfig
+    cfg = RunConfig()
+    cfg.model.image_size, cfg.model.num_classes = 64, 10
+    cfg.data.autoaugment, cfg.optimization.batch_size = "imagenet", 8
+    cfg.regularization.distillation = "offline"
+    cfg.regularization.mixing, cfg.regularization.mixing_form = "mixup", "double_batch"
+    t, e = cfg.input_spec(True), cfg.input_spec(False)
+    assert (t.autoaugment, t.normalization, t.teacher_logits, t.batch_size) == (
+        "imagenet", "mean", True, 16)
+    assert (e.autoaugment, e.normalization, e.teacher_logits, e.batch_size) == (
+        None, "mean", False, 8)
+    assert (t.image_size, t.num_classes, e.output_size) == (64, 10, 64)
+    cfg.data.augment_on, cfg.data.eval_batch_size = "device", 50
+    t, e = cfg.input_spec(True), cfg.input_spec(False)
+    assert (t.autoaugment, t.normalization) == (None, "none")
+    assert (e.normalization, e.batch_size) == ("mean", 50)
 
 
 # ----------------------------------------------------------------------------- precision, EMA
