@@ -62,6 +62,10 @@ ROW_NAMES = {
     "E0": "ResNet-50 baseline",
     "E3": "+ ResNet-D, label smoothing, mixup",
     "E6": "E3 + SK + DropBlock",
+    "E7": "E6 + offline KD",
+    "E8": "E7 at 600 epochs (Table 7; same recipe here at equal epochs)",
+    "E9": "E8 + Big-Little",
+    "E10": "E9 + anti-alias",
     "E11": "E6 + Big-Little + anti-alias + offline KD + AutoAugment (Assemble-ResNet-50)",
 }
 
@@ -134,6 +138,12 @@ def _train_cmd(a, row, rd, data, extra):
     if a.tiny:
         cmd += ["--epochs=1", "--batch_size=16", "--warmup_epochs=0"]
     return cmd + list(extra) + list(a.train_args)
+
+
+def _distills(row):
+    """Whether the row's recipe distills offline (E7-E12): it then reads the teacher TFRecords."""
+    with open(os.path.join(CFG_DIR, row + ".cfg")) as f:
+        return any(line.strip() == "--distillation=offline" for line in f)
 
 
 def dev(a):
@@ -250,7 +260,7 @@ def final(a, lr):
     for row, seed in runs(a):
         rd = os.path.join(a.out, "runs", f"{row}_s{seed}")
         if not _finished(rd):
-            data = teacher_tfrecords(a) if row == "E11" else a.woof
+            data = teacher_tfrecords(a) if _distills(row) else a.woof
             os.makedirs(rd, exist_ok=True)
             t = _run(_train_cmd(a, row, rd, data, [f"--base_learning_rate={lr}", f"--seed={seed}",
                                                     f"--data_seed={seed}"]),
