@@ -41,6 +41,7 @@ import random
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from data import sources
 
@@ -228,7 +229,6 @@ def build(input_path, output_dir, num_shards, splits=None, teacher=None, teacher
           seed=12345, out=sys.stdout):
     """Writes the shards; returns the summary dict (also written to ``summary.json``)."""
     import tensorflow as tf
-    from tqdm import tqdm
 
     if num_shards < 1:
         raise ValueError("--num_shards must be >= 1")

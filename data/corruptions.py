@@ -49,6 +49,7 @@ released ImageNet-C files; compare models only on images generated the same way.
 """
 from __future__ import annotations
 
+import importlib.resources
 import threading
 from typing import Sequence
 
@@ -239,7 +240,6 @@ def tf_corrupt(image, name: str, severity: int, seed: int = 0, index=0):
 
 def frost_texture_paths() -> list:
     """Paths of the six frost textures shipped inside ``imagecorruptions``."""
-    import importlib.resources  # pylint: disable=import-outside-toplevel
     root = importlib.resources.files("imagecorruptions") / "frost"
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg"]
     return [root / n for n in names]

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import pathlib
 import shutil
@@ -48,6 +49,7 @@ import zipfile
 import zlib
 
 import numpy as np
+from tqdm import tqdm
 
 from data import corruptions as corruption_lib
 
@@ -288,19 +290,14 @@ def run(argv=None) -> dict:
             if needed:
                 yield (m, source.read(m), needed, args.seed, args.image_size, args.image_format)
 
-    try:
-        from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-    except ImportError:  # pragma: no cover
-        tqdm = None
     progress = None
-    if tqdm is not None and not args.no_progress:
+    if not args.no_progress:
         progress = tqdm(total=len(members), unit="img", desc="corrupting", file=sys.stderr)
     written = 0
     pool = None
     ok = False
     try:
         if args.num_workers > 1:
-            import multiprocessing  # pylint: disable=import-outside-toplevel
             pool = multiprocessing.get_context("spawn").Pool(args.num_workers)
             results = pool.imap(_process, tasks(), chunksize=4)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import typing
 from typing import Any, Dict
 
@@ -119,7 +120,6 @@ def exit_with_help_if_asked(argv, doc: str, flag_values=None) -> None:
     """``--help``/``-h``: prints ``doc`` and EVERY defined flag, grouped by flag module, then
     exits 0. (absl's own ``--help`` lists only the main module's key flags, which for these
     programs -- flags defined in ``flags/`` and run as console scripts -- is none of them.)"""
-    import sys
     if not any(a in HELP_ARGS for a in list(argv)[1:]):
         return
     fv = flag_values if flag_values is not None else absl_flags.FLAGS

@@ -12,7 +12,7 @@ Field names follow the official code's flags where one exists (clovaai/assembled
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ARCHS = ("resnet", "big_little", "mobilenet_v1")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import keras
 
 from models.config import MobileNetConfig
+from models.layers.squeeze_excite import SqueezeExcite
 from models.resnet import _conv_init, batch_norm, conv, head, mark
 
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
@@ -52,7 +53,6 @@ def build_mobilenet_v1(cfg: MobileNetConfig, num_classes, input_shape, name="mob
         x = conv(x, int(filters * a), 1, 1, p + "_pw")
         x = _act(batch_norm(x, cfg, p + "_pw_bn"), cfg, p + "_pw_relu")
         if cfg.se_ratio:
-            from models.layers.squeeze_excite import SqueezeExcite
             x = SqueezeExcite(ratio=cfg.se_ratio, use_bias=cfg.se_use_bias, name=p + "_se")(x)
         if b in STAGE_ENDS:
             x = mark(x, f"stage{STAGE_ENDS[b]}_output")

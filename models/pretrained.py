@@ -46,8 +46,10 @@ import json
 import os
 import re
 import sys
+import zipfile
 from typing import Any, Dict, List, Optional
 
+import models  # the package's registry: pretrained is one of its modules, used at call time
 from models import imagenet_classes, timm_weights
 
 STATE_DICT_EXTS = (".safetensors", ".pth", ".pt", ".bin", ".npz")
@@ -237,7 +239,6 @@ def _safetensors_head_classes(path: str, what: str, spec: str) -> Optional[int]:
 
 def _keras_info(info: WeightsInfo, what: str) -> None:
     """Architecture name and classifier width from a ``.keras`` archive's ``config.json``."""
-    import zipfile
     sidecar = _sidecar(info.path)
     if sidecar:
         _from_sidecar(info, _read_json(sidecar, what, info.spec), sidecar)
@@ -248,7 +249,6 @@ def _keras_info(info: WeightsInfo, what: str) -> None:
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise WeightsError(f"{what} {info.spec!r} is not a readable .keras file: {e}") from e
     name = (cfg.get("config") or {}).get("name")
-    import models
     if name in models.list_models():
         info.arch = name
         info.metadata_from = f"{info.path} (its model config)"
@@ -395,7 +395,6 @@ def load_into(model, info: WeightsInfo, load_head: bool = True, what: str = "wei
                 raise WeightsError(str(e)) from e
         arch = info.arch or model.name
         try:
-            import models
             cfg = models.get_model_config(arch)
             if abs(cfg.bn_epsilon - timm_weights.TORCH_BN_EPSILON) > 1e-12:
                 raise ValueError(f"model {arch!r} has bn_epsilon={cfg.bn_epsilon}, PyTorch "
@@ -411,7 +410,6 @@ def load_into(model, info: WeightsInfo, load_head: bool = True, what: str = "wei
             raise WeightsError(f"{what} {info.spec!r} ({info.path}) does not fit the "
                                f"{model.name} network built for it: {e}") from e
         return model
-    import models
     if info.kind == "keras":
         import keras
         source = keras.saving.load_model(info.path, compile=False)
@@ -434,7 +432,6 @@ def check_same_network(info: WeightsInfo, name: str, overrides: Dict[str, Any],
     :data:`TRAINING_ONLY_FIELDS` are not compared)."""
     if not info.arch:
         return
-    import models
     try:
         theirs = models.get_model_config(info.arch, **info.overrides)
     except ValueError as e:
@@ -455,7 +452,6 @@ def check_same_network(info: WeightsInfo, name: str, overrides: Dict[str, Any],
 def build_with_weights(name: str, num_classes: Optional[int], input_shape, weights: str,
                        overrides: Dict[str, Any]):
     """``models.build_model(name, num_classes, input_shape, weights=..., **overrides)``."""
-    import models
     info = resolve(weights, what="weights=", name_hint=name)
     if info.kind == "saved_model":
         load_into(None, info)

@@ -53,6 +53,11 @@ from __future__ import annotations
 import keras
 
 from models.config import ResNetConfig
+from models.layers.blur_pool import BlurPool2D
+from models.layers.drop_block import DropBlock2D
+from models.layers.pooling import GeneralizedMeanPooling2D
+from models.layers.selective_kernel import SelectiveKernel
+from models.layers.squeeze_excite import SqueezeExcite
 
 
 def _conv_init():
@@ -86,7 +91,6 @@ def relu(x, name):
 
 
 def blur_pool(x, strides, cfg, name):
-    from models.layers.blur_pool import BlurPool2D
     return BlurPool2D(filter_size=cfg.anti_alias_filter_size, strides=strides, name=name)(x)
 
 
@@ -95,7 +99,6 @@ def make_drop_block(cfg, gamma_scale, name_prefix):
     ``None`` when DropBlock is off for this stage."""
     if not cfg.drop_block or gamma_scale <= 0:
         return None
-    from models.layers.drop_block import DropBlock2D
 
     def apply(x, suffix):
         return DropBlock2D(block_size=cfg.drop_block_size, gamma_scale=float(gamma_scale),
@@ -137,7 +140,6 @@ def projection_shortcut(x, filters_out, strides, cfg, name, drop_block=None,
 # ---------------------------------------------------------------------------- blocks
 def selective_kernel(x, filters, strides, cfg: ResNetConfig, name):
     """The block's SK unit (replaces its 3x3 conv + BN + ReLU), layer ``{name}_sk``."""
-    from models.layers.selective_kernel import SelectiveKernel
     return SelectiveKernel(filters, strides=strides, ratio=cfg.sk_ratio,
                            min_dim=cfg.sk_min_dim, variant=cfg.sk_variant,
                            momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
@@ -146,7 +148,6 @@ def selective_kernel(x, filters, strides, cfg: ResNetConfig, name):
 
 def squeeze_excite(x, cfg: ResNetConfig, name):
     """The block's SE unit on the residual branch before the add, layer ``{name}_se``."""
-    from models.layers.squeeze_excite import SqueezeExcite
     return SqueezeExcite(ratio=cfg.se_ratio, use_bias=cfg.se_use_bias, name=name + "_se")(x)
 
 
@@ -279,7 +280,6 @@ def head(x, cfg, num_classes):
     """Global pooling (``pool``), optional embedding (``embedding``), dropout, ``logits``
     (float32 even under mixed precision)."""
     if cfg.pool == "gem":
-        from models.layers.pooling import GeneralizedMeanPooling2D
         x = GeneralizedMeanPooling2D(p=cfg.gem_p, trainable_p=cfg.gem_trainable_p,
                                      name="pool")(x)
         if len(x.shape) == 4:

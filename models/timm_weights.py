@@ -31,6 +31,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+import models  # the registry (get_model_config), used at call time
+
 # Architectures both projects define with the same layer layout (models registry name == timm
 # name). torchvision has the plain ResNets only.
 TIMM_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -202,7 +204,6 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], model, arch: str,
     ``logits`` layer as initialized (fine-tuning to another class count).
     Returns ``{"assigned": [...], "skipped": [...]}`` (keras paths / torch keys).
     """
-    import models
     cfg = models.get_model_config(arch)
     deep_stem = getattr(cfg, "stem", "") == "deep"
     avg_down = getattr(cfg, "shortcut", "") in ("avg2", "avg3")

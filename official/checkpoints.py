@@ -32,6 +32,7 @@ import shutil
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+import h5py
 import numpy as np
 
 import models
@@ -388,7 +389,6 @@ def _h5_num_classes(weights_file: str, model) -> Optional[int]:
     Keras 3 names the entries of a functional model by class (``layers/dense_1/vars/0``),
     not by layer name, in ``model.layers`` order; the head is found the same way.
     """
-    import h5py
     from keras.src.utils import naming
     try:
         head = model.get_layer(HEAD_LAYERS[0])

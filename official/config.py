@@ -19,6 +19,7 @@ decay 1e-4 added to the loss as ``wd * sum(l2_loss(w))`` over non-batch-norm var
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import typing
@@ -416,7 +417,6 @@ def parse_value(hint, text: str, name: str) -> Any:
 def decode_literal(text: str) -> Any:
     """A value given as text without a declared type (a builder override): JSON (``true``,
     ``[1, 2]``, ``0.5``), else a Python literal (``True``), else the string itself (``sconv``)."""
-    import ast
     try:
         return json.loads(text)
     except json.JSONDecodeError:

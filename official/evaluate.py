@@ -65,6 +65,7 @@ eval JPEG re-encode that ImageNet-C applies (quality 85) only happens with
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -76,6 +77,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 import data as data_lib
 import flags.evaluate as evaluate_flags
@@ -203,10 +205,6 @@ def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
 
 def _progress(iterable, total, desc, enabled):
     if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr,
                 dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 10.0)
@@ -471,7 +469,6 @@ def _as_stored(config, source: str, split: str):
     reads the corrupted crops as they are; resizing and cropping them again as clean images
     zoomed them by 1/0.875 = 1.14x. Images that are not square (corrupted full-size
     originals, ``make_corruptions`` without ``--image_size``) get the run's preprocessing."""
-    import copy
     h, w = _first_image_size(source, split)
     if h != w:
         return config
@@ -695,7 +692,6 @@ def evaluate(model_dir: Optional[str], data: str, *, split: Optional[str] = None
         files["confusion_png"] = prefix + "-confusion.png"
 
     if corruption_names:
-        import tensorflow as tf  # noqa: F401  (tf.data iteration below)
         errors: Dict[str, List[float]] = {}
         counts: Dict[str, List[int]] = {}
         for name in corruption_names:

@@ -10,6 +10,7 @@ Parameter counts: "trainable" is what timm / torchvision publish (their paramete
 """
 from __future__ import annotations
 
+import numpy as np
 from absl import app, flags
 
 import flags as assemble_flags
@@ -34,7 +35,6 @@ DEFAULT_MODEL = "assemble_resnet50"
 
 def count_params(model):
     """``(trainable, non_trainable)`` parameter counts."""
-    import numpy as np
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     non_trainable = sum(int(np.prod(v.shape)) for v in model.non_trainable_weights)
     return trainable, non_trainable

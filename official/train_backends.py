@@ -50,6 +50,7 @@ floats``, ``evaluate(model) -> (top1, top5, n)`` and ``sync_to_variables()``; th
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Dict
 
 import numpy as np
@@ -414,7 +415,6 @@ class JaxBackend:
         else:
             it = tf_dataset(c, c.data.eval_split, False, bs).as_numpy_iterator()
         if c.runtime.eval_steps:
-            import itertools
             it = itertools.islice(it, c.runtime.eval_steps)
         return it
 
