@@ -140,10 +140,13 @@ def _train_cmd(a, row, rd, data, extra):
     return cmd + list(extra) + list(a.train_args)
 
 
-def _distills(row):
-    """Whether the row's recipe distills offline (E7-E12): it then reads the teacher TFRecords."""
+def _distills(a, row):
+    """Whether the run distills offline (E7-E12, unless the extra trainer flags after `--` set
+    another --distillation; the last one wins, as in absl): it then reads the teacher TFRecords."""
     with open(os.path.join(CFG_DIR, row + ".cfg")) as f:
-        return any(line.strip() == "--distillation=offline" for line in f)
+        flags = [line.strip() for line in f] + list(a.train_args)
+    chosen = [f for f in flags if f.startswith("--distillation=")]
+    return bool(chosen) and chosen[-1] == "--distillation=offline"
 
 
 def dev(a):
@@ -260,7 +263,7 @@ def final(a, lr):
     for row, seed in runs(a):
         rd = os.path.join(a.out, "runs", f"{row}_s{seed}")
         if not _finished(rd):
-            data = teacher_tfrecords(a) if _distills(row) else a.woof
+            data = teacher_tfrecords(a) if _distills(a, row) else a.woof
             os.makedirs(rd, exist_ok=True)
             t = _run(_train_cmd(a, row, rd, data, [f"--base_learning_rate={lr}", f"--seed={seed}",
                                                     f"--data_seed={seed}"]),
