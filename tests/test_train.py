@@ -634,7 +634,8 @@ def test_mixed_precision_trains_with_float32_variables(imagenette, tmp_path, dty
     import keras
     from official import checkpoints, train
     d = tmp_path / dtype
-    r = train.train(tiny_config(d, imagenette, optimization__dtype=dtype))
+    r = train.train(tiny_config(d, imagenette, optimization__dtype=dtype,
+                                optimization__fp16_without_gpu="fp16"))
     assert r["finished"] and np.isfinite(r["train_loss"])
     assert keras.config.dtype_policy().name == "float32"  # the run restores the global policy
     from official import evaluate
@@ -645,6 +646,21 @@ def test_mixed_precision_trains_with_float32_variables(imagenette, tmp_path, dty
     logits = model(np.zeros((1, 32, 32, 3), "float32"), training=False)
     assert keras.backend.standardize_dtype(logits.dtype) == "float32"
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_fp16_without_gpu_trains_in_fp32_and_records_it(imagenette, tmp_path):
+    """The recipes' --dtype=fp16 on a machine with no GPU (this one) trains in fp32 by default
+    (float16 has no fast CPU kernels) and run_config.json says so; fp16 is kept on request
+    (the test above)."""
+    import json
+    import tensorflow as tf
+    from official import train
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: fp16 stays fp16 here")
+    d = tmp_path / "fp16"
+    r = train.train(tiny_config(d, imagenette, optimization__dtype="fp16"))
+    assert r["finished"]
+    assert json.load(open(d / "run_config.json"))["optimization"]["dtype"] == "fp32"
 
 
 def test_weight_ema_follows_its_update_rule_across_a_resume(imagenette, tmp_path):
