@@ -70,6 +70,14 @@ SCALE_FLAGS = {"train_steps", "batch_size", "image_size", "model_overrides", "ev
 
 
 # ----------------------------------------------------------------------------- recipes
+def _gpu_visible(recipe):
+    """Whether the recipe's TensorFlow run saw a GPU or TPU (then --dtype=fp16 stays fp16)."""
+    if recipe.env.get("KERAS_BACKEND") == "jax":
+        return True  # the JAX path refuses fp16 outright; nothing is converted there
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+
+
 def _flagfile_values(path):
     """``{flag: text value}`` of a flag file, in file order (later lines win, as absl)."""
     out = {}
@@ -377,6 +385,8 @@ def test_recipe_runs_end_to_end(runs, name):
         assert flag in FLAG_TO_FIELD, f"{name}: --{flag} is not a run configuration flag"
         section, _, field = FLAG_TO_FIELD[flag].partition(".")
         actual = cfg[section][field] if field else cfg[section]
+        if flag == "dtype" and text == "fp16" and not _gpu_visible(r):
+            text = "fp32"  # the trainer's --fp16_without_gpu=fp32 default (tests/test_train.py)
         assert _same(_text_value(text), actual), f"{name}: --{flag}={text} but run_config has {actual!r}"
     assert cfg["model"]["overrides"] == {k: v for k, v in r.model_overrides().items()}
 
