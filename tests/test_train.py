@@ -223,7 +223,7 @@ def test_run_config_json_roundtrip_and_flags():
 # flag modules before the flags were generated from official.config).
 TRAINER_FLAGS = sorted("""augment_on autoaugment base_learning_rate batch_size checkpoint_every_steps data
     data_seed deterministic device_augment distillation distillation_temperature distillation_weight
-    distribution_strategy drop_block_keep_prob dtype ema_decay epochs eval_batch_size
+    distribution_strategy drop_block_keep_prob dtype ema_decay epochs eval_batch_size fp16_without_gpu
     eval_every_epochs eval_preprocess eval_split eval_steps exponential_decay_epochs
     exponential_decay_rate image_size init_checkpoint jit_compile keep_checkpoints label_offset
     label_smoothing log_every_steps lr_scaling lr_schedule mixing mixing_alpha mixing_form
