@@ -296,13 +296,14 @@ def _fp16_without_gpu(cfg: RunConfig, backend: str) -> None:
     without fast kernels (measured: one E11 step 318 s in fp16, 30 s in fp32). The change is
     logged and recorded in run_config.json."""
     o = cfg.optimization
-    if backend != "tensorflow" or o.dtype != "fp16" or o.fp16_without_gpu == "fp16":
+    if (backend != "tensorflow" or o.dtype != "fp16" or o.fp16_without_gpu == "fp16"
+            or cfg.distribution.strategy == "tpu"):  # TPUs are listed only once connected
         return
     import tensorflow as tf
     if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
         return
     log.warning("--dtype=fp16 with no GPU or TPU visible: training in fp32 (float16 has no "
-                    "fast CPU kernels); --fp16_without_gpu=fp16 keeps fp16")
+                "fast CPU kernels); --fp16_without_gpu=fp16 keeps fp16")
     o.dtype = "fp32"
 
 
