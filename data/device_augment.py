@@ -616,6 +616,7 @@ class DeviceAugment:
         ``normalization="none"``).
       output_normalization: the normalization the model expects, or None.
       seed: seed of the internal generator, used when called without a seed.
+      posterize_mode: Posterize's level -> bits, ``"tf"`` or ``"paper"`` (:class:`Hparams`).
 
     ``__call__(images, seed=None)``: ``seed`` a ``[2]`` integer tensor ``(a, b)``, e.g.
     (data seed, step): every draw is then a function of it (inside ``jax.jit`` or
@@ -625,7 +626,8 @@ class DeviceAugment:
     """
 
     def __init__(self, *, crop_flip=False, autoaugment=None, randaugment=None,
-                 input_normalization=None, output_normalization=None, seed=0):
+                 input_normalization=None, output_normalization=None, seed=0,
+                 posterize_mode="tf"):
         if autoaugment and randaugment:
             raise ValueError("use either autoaugment or randaugment, not both")
         if autoaugment and str(autoaugment).lower() not in policies.POLICIES:
@@ -633,7 +635,10 @@ class DeviceAugment:
         for norm in (input_normalization, output_normalization):
             if norm is not None and norm not in NORMALIZATIONS:
                 raise ValueError(f"unknown normalization {norm!r}; use one of {NORMALIZATIONS}")
+        if posterize_mode not in ("tf", "paper"):
+            raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
         self.crop_flip = bool(crop_flip)
+        self.posterize_mode = posterize_mode
         self.autoaugment = autoaugment or None
         self.randaugment = tuple(randaugment) if randaugment else None
         self.input_normalization = input_normalization
@@ -663,16 +668,18 @@ class DeviceAugment:
             # trip through the normalization (module docstring)
             x = _floor_u8(x + 1e-3) if self.input_normalization is not None else _floor_u8(x)
             if self.autoaugment is not None:
-                x = autoaugment(x, self.autoaugment, gen)
+                x = autoaugment(x, self.autoaugment, gen, posterize_mode=self.posterize_mode)
             else:
-                x = randaugment(x, self.randaugment[0], self.randaugment[1], gen)
+                x = randaugment(x, self.randaugment[0], self.randaugment[1], gen,
+                                posterize_mode=self.posterize_mode)
         if self.output_normalization is not None and norm_in is None:
             x = normalize(x, self.output_normalization)
         return x
 
 
 def augmentation_for(*, augment_on="host", device_augment="none", autoaugment=None,
-                     randaugment=None, normalization="mean", npz_input=False, seed=0):
+                     randaugment=None, normalization="mean", npz_input=False, seed=0,
+                     posterize_mode="tf"):
     """The trainer's in-step augmentation, or None: ``augment_on="host"`` keeps the older
     ``--device_augment=crop_flip`` function for npz input (``AUGMENTATIONS``; the same draws
     as before), ``"device"`` returns a :class:`DeviceAugment` (AutoAugment/RandAugment and
@@ -686,4 +693,5 @@ def augmentation_for(*, augment_on="host", device_augment="none", autoaugment=No
     return DeviceAugment(crop_flip=device_augment == "crop_flip", autoaugment=autoaugment,
                          randaugment=randaugment,
                          input_normalization=normalization if npz_input else None,
-                         output_normalization=normalization, seed=seed)
+                         output_normalization=normalization, seed=seed,
+                         posterize_mode=posterize_mode)

@@ -258,11 +258,13 @@ def _augment_fn(spec):
         uint8_fn = aa.distort_image_with_randaugment
         args = (int(layers), magnitude)
 
+    kwargs = dict(posterize_mode=spec.posterize_mode)
+
     def augment(image, seed):
         if float_fn is not None:
-            return float_fn(tf.floor(image), *args, seed)
+            return float_fn(tf.floor(image), *args, seed, **kwargs)
         image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
-        return tf.cast(uint8_fn(image, *args, seed), tf.float32)
+        return tf.cast(uint8_fn(image, *args, seed, **kwargs), tf.float32)
 
     return augment
 

@@ -31,6 +31,8 @@ class InputSpec:
       :attr:`output_size`.
     - ``autoaugment`` (a policy of :data:`AUTOAUGMENT_POLICIES`) or ``randaugment``
       (``(num_layers, magnitude)``): per-image augmentation on the host, training only.
+      ``posterize_mode``: their Posterize level -> bits, ``"tf"`` (0..4 bits, the TF code)
+      or ``"paper"`` (4..8 bits, the AutoAugment paper): ``data.autoaugment``.
     - ``seed``: the stream's seed (None: random for training, 0 for evaluation).
     - ``num_classes``: the true class count (None: the source's ``classes.csv``).
       ``label_offset`` (TFRecords only): the records store ``true label + label_offset`` (1 for
@@ -50,6 +52,7 @@ class InputSpec:
     image_size: int
     autoaugment: Optional[str] = None
     randaugment: Optional[tuple] = None
+    posterize_mode: str = "tf"
     seed: Optional[int] = None
     num_classes: Optional[int] = None
     label_offset: int = 0
@@ -70,6 +73,8 @@ class InputSpec:
         if self.autoaugment is not None and self.autoaugment not in AUTOAUGMENT_POLICIES:
             raise ValueError(f"unknown AutoAugment policy {self.autoaugment!r}; use one of "
                              f"{AUTOAUGMENT_POLICIES}")
+        if self.posterize_mode not in ("tf", "paper"):
+            raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {self.posterize_mode!r}")
         if self.autoaugment is not None and self.randaugment is not None:
             raise ValueError("use either autoaugment or randaugment, not both")
         if self.randaugment is not None and len(tuple(self.randaugment)) != 2:

@@ -87,6 +87,11 @@ class DataConfig:
     randaugment: Optional[str] = setting(
         None, "RandAugment 'N,M' (N ops per image, magnitude M on the 0..10 scale; Cubuk et al. "
               "2020), e.g. 2,9; unset: none.")
+    augment_posterize: str = setting(
+        "tf", "Posterize's level -> bits in --autoaugment/--randaugment: tf = the TF code the "
+              "paper's repository uses (int(level/10*4) bits kept: 0..4, so the ImageNet "
+              "policy's levels 5-8 keep 2-3 bits), paper = the AutoAugment paper's 4..8 bits "
+              "(8 - that). docs/AUGMENTATION.md.", choices=("tf", "paper"))
     device_augment: str = setting(
         "none", "Random-resized crop + flip on the accelerator for pre-decoded npz:FILE input "
                 "(JAX path; tf.data sources crop on the host): crop_flip = the paper's crop and "
@@ -284,7 +289,8 @@ class RunConfig:
         return InputSpec(
             training=bool(training), batch_size=int(batch_size), image_size=self.model.image_size,
             autoaugment=d.autoaugment_policy() if host_aug else None,
-            randaugment=d.randaugment_spec() if host_aug else None, seed=d.seed,
+            randaugment=d.randaugment_spec() if host_aug else None,
+            posterize_mode=d.augment_posterize, seed=d.seed,
             num_classes=self.model.num_classes, label_offset=d.label_offset,
             eval_preprocess=d.eval_preprocess,
             normalization=d.normalization if (host_aug or not training) else "none",

@@ -91,7 +91,8 @@ def _device_augmentation(cfg):
     return device_augment.augmentation_for(
         augment_on=d.augment_on, device_augment=d.device_augment, autoaugment=d.autoaugment_policy(),
         randaugment=d.randaugment_spec(), normalization=d.normalization,
-        npz_input=d.source.startswith("npz:"), seed=int(d.seed or 0))
+        npz_input=d.source.startswith("npz:"), seed=int(d.seed or 0),
+        posterize_mode=d.augment_posterize)
 
 
 def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,

@@ -371,3 +371,43 @@ def test_trainer_device_dataset_is_unnormalized_and_unaugmented(tmp_path):
         np.savez(npz, x_train=np.zeros((8, 32, 32, 3), "float32"), y_train=np.arange(8) % 2,
                  x_eval=np.zeros((4, 32, 32, 3), "float32"), y_eval=np.arange(4) % 2)
         train.prepare_config(tiny_config(tmp_path, f"npz:{npz}", data__autoaugment="imagenet"), backend="jax")
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_trainer_posterize_flag_reaches_the_augmentation(where):
+    """``--augment_posterize`` reaches the host (tf.data) and the device AutoAugment.
+
+    Independent fact, from the ImageNet policy table (AutoAugment paper, appendix): Posterize
+    appears at levels 5-8 in sub-policies 1, 4 (twice), 8 and 10 of 25, so an image is
+    posterized with probability (0.4 + (1 - 0.4 * 0.4) + 0.8 + 0.4) / 25 = 9.76 %.
+    The TF code's mapping keeps int(level / 10 * 4) = 2-3 bits there (at most 8 grey levels; the
+    other ops of those sub-policies, Rotate/Equalize, keep a gray ramp on that grid, Rotate's
+    fill 128 included), the paper's 8 - that keeps 5-6 bits (at least 32 levels), and no other
+    op of the policy leaves a 256-level grey ramp with <= 9 levels."""
+    from data import policies
+    from official.config import RunConfig
+    table = policies.policy_imagenet()
+    expected = sum(1 - np.prod([1 - p for name, p, _ in sub if name == "Posterize"]) for sub in table) / len(table)
+    assert abs(expected - 2.44 / 25) < 1e-9  # 0.4 + 0.84 + 0.8 + 0.4 over 25 sub-policies
+    n = 600
+    ramp = np.arange(256, dtype="float32").reshape(16, 16, 1).repeat(3, 2)
+    few = {}
+    for mode in ("tf", "paper"):
+        cfg = RunConfig()
+        cfg.model.image_size = 16
+        cfg.data.autoaugment, cfg.data.augment_posterize, cfg.data.augment_on = "imagenet", mode, where
+        if where == "host":
+            import tensorflow as tf
+            from data import pipeline
+            augment = pipeline._augment_fn(cfg.input_spec(training=True))
+            fn = tf.function(lambda s: augment(tf.constant(ramp), s))
+            outs = [fn(tf.constant([7, i], tf.int64)).numpy() for i in range(n)]
+        else:
+            from official.train_backends import _device_augmentation
+            aug = _device_augmentation(cfg)
+            assert aug.posterize_mode == mode
+            outs = np.asarray(aug(np.repeat(ramp[None], n, 0), seed=np.array([7, 0])))
+        few[mode] = np.mean([len(np.unique(o[..., 0])) <= 9 for o in outs])  # device: normalized per channel
+    sd = np.sqrt(expected * (1 - expected) / n)
+    assert abs(few["tf"] - expected) < 5 * sd, (few, expected)
+    assert few["paper"] == 0.0, few

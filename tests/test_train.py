@@ -221,7 +221,7 @@ def test_run_config_json_roundtrip_and_flags():
 
 # The trainer's flag names as the recipes, docs and users' scripts spell them (the hand-written
 # flag modules before the flags were generated from official.config).
-TRAINER_FLAGS = sorted("""augment_on autoaugment base_learning_rate batch_size checkpoint_every_steps data
+TRAINER_FLAGS = sorted("""augment_on augment_posterize autoaugment base_learning_rate batch_size checkpoint_every_steps data
     data_seed deterministic device_augment distillation distillation_temperature distillation_weight
     distribution_strategy drop_block_keep_prob dtype ema_decay epochs eval_batch_size fp16_without_gpu
     eval_every_epochs eval_preprocess eval_split eval_steps exponential_decay_epochs
