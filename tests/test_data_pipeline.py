@@ -460,13 +460,13 @@ def test_augmentation_goes_before_normalization(woof_zip, monkeypatch):
     fake = types.ModuleType("data.autoaugment")
     calls = []
 
-    def distort_auto(image, policy, seed):
-        calls.append(policy)
+    def distort_auto(image, policy, seed, **kw):
+        calls.append((policy, kw))
         assert image.dtype == tf.uint8
         return 255 - image
 
     fake.distort_image_with_autoaugment = distort_auto
-    fake.distort_image_with_randaugment = lambda image, n, m, seed: 255 - image
+    fake.distort_image_with_randaugment = lambda image, n, m, seed, **kw: 255 - image
     monkeypatch.setitem(sys.modules, "data.autoaugment", fake)
     monkeypatch.setattr(data, "autoaugment", fake, raising=False)
     kw = dict(training=True, batch_size=4, image_size=32, seed=5)
@@ -476,7 +476,7 @@ def test_augmentation_goes_before_normalization(woof_zip, monkeypatch):
         means = np.array(preprocessing.CHANNEL_MEANS, np.float32)
         expected = 255 - np.floor(np.clip(plain + means, 0, 255)) - means
         np.testing.assert_allclose(aug, expected, atol=1e-3)
-    assert calls == ["v0"]
+    assert calls == [("v0", dict(posterize_mode="tf"))]  # the InputSpec default reaches it
 
 
 def test_byte_reader_missing_file_is_a_clear_error_and_del_is_quiet(tmp_path):
