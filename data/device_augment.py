@@ -635,8 +635,7 @@ class DeviceAugment:
         for norm in (input_normalization, output_normalization):
             if norm is not None and norm not in NORMALIZATIONS:
                 raise ValueError(f"unknown normalization {norm!r}; use one of {NORMALIZATIONS}")
-        if posterize_mode not in ("tf", "paper"):
-            raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
+        Hparams(posterize_mode=posterize_mode)  # its check of posterize_mode, at construction
         self.crop_flip = bool(crop_flip)
         self.posterize_mode = posterize_mode
         self.autoaugment = autoaugment or None
