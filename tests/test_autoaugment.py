@@ -265,6 +265,35 @@ def test_determinism_and_seed_dependence(real_images):
     np.testing.assert_array_equal(r1.numpy(), r2.numpy())
 
 
+@pytest.mark.parametrize("policy", ["imagenet", "v0"])
+def test_policy_application_equals_the_table_read_by_hand(real_images, policy):
+    # The table-driven switch (sub-policy index -> rows of op/probability/level tables, one
+    # switch per position over the policy's distinct ops) must apply exactly what the policy
+    # list says: sub-policy floor(u0 * 25), then each of its ops with probability p at its
+    # level, in order. The reference below reads the list directly (no tables, no switch), on
+    # the uniforms the documented layout draws (u0, then per position: apply, sign, cutout
+    # centre y, x). A wrong op<->branch mapping, a shifted level or probability column, or
+    # positions applied out of order would all fail here; the per-op tests above cannot see
+    # them. (Added while looking for a defect behind AutoAugment's cost in issue 13: none
+    # found; this keeps it so.)
+    table = aa.get_policy(policy)
+    hp = aa._Hparams(250.0, 100.0, False, "tf", aa.REPLACE_VALUE)
+    img = _f(real_images[1][:64, :64])
+    applied = set()
+    for s in range(60):
+        seed = tf.constant([s, 17], tf.int64)
+        out = aa.distort_float_with_autoaugment(img, policy, seed).numpy()
+        u = tf.random.stateless_uniform([1 + 4 * 2], seed=seed, dtype=tf.float32).numpy()
+        ref = img
+        for j, (name, prob, level) in enumerate(table[min(int(u[0] * 25), 24)]):
+            a, sign_u, cy_u, cx_u = u[1 + 4 * j: 5 + 4 * j]
+            if a < prob:
+                ref = aa._apply_op(name, ref, float(level), sign_u, cy_u, cx_u, hp)
+                applied.add(name)
+        np.testing.assert_array_equal(out, ref.numpy(), err_msg=f"{policy} seed {s}")
+    assert len(applied) >= 6, applied  # the seeds reach many different ops
+
+
 def test_all_policies_variable_sizes_eager():
     # Eager mode runs only the chosen branch, so many seeds are cheap: every policy, several
     # sub-policies each, odd image sizes (including tiny ones).
