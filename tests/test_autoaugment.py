@@ -285,7 +285,8 @@ def test_policy_application_equals_the_table_read_by_hand(real_images, policy):
         out = aa.distort_float_with_autoaugment(img, policy, seed).numpy()
         u = tf.random.stateless_uniform([1 + 4 * 2], seed=seed, dtype=tf.float32).numpy()
         ref = img
-        for j, (name, prob, level) in enumerate(table[min(int(u[0] * 25), 24)]):
+        sub = table[min(int(u[0] * len(table)), len(table) - 1)]
+        for j, (name, prob, level) in enumerate(sub):
             a, sign_u, cy_u, cx_u = u[1 + 4 * j: 5 + 4 * j]
             if a < prob:
                 ref = aa._apply_op(name, ref, float(level), sign_u, cy_u, cx_u, hp)
