@@ -63,6 +63,20 @@ Implementation notes and deviations from the official code (see docs/AUGMENTATIO
   probability in [0.2, 0.8]. ``magnitude`` is on the TF code's 0..10 scale by default
   (``magnitude_scale=10``; use ``magnitude_scale=30`` for the 0..30 scale of some of the
   paper's ImageNet experiments). Magnitudes above the scale are clipped to it.
+* RandAugment's level mappings (``levels``): ``"tf"`` (default) is the TF code's, in which
+  a low magnitude is not a mild augmentation: Posterize keeps ``int(M/10*4)`` bits (M < 2.5:
+  0 bits, a black image), Solarize inverts every pixel above ``M/10*256`` (M = 0: the whole
+  image), Color/Contrast/Brightness/Sharpness use the factor ``M/10*1.8 + 0.1`` (the
+  identity is M = 5; M = 0 is a near-gray, near-black or blurred image). ``"increasing"``
+  follows timm's "increasing" ops (``rand-m*-inc1``, R. Wightman, pytorch-image-models
+  ``timm/data/auto_augment.py``): M = 0 is the identity of every op with a magnitude and a
+  larger M is a stronger change: Posterize keeps ``8 - int(M/10*4)`` bits (8..4, the
+  AutoAugment paper's range), Solarize inverts above ``256 - int(M/10*256)``, the enhance
+  factor is ``1 +- M/10*0.9`` with a random sign (0.1..1.9); geometric ops are unchanged
+  (they are already 0 at M = 0). Equalize and AutoContrast have no magnitude. Deviation from
+  timm: its increasing Posterize keeps ``4 - int(M/10*4)`` bits (4 at M = 0, not the
+  identity). Only RandAugment takes ``levels``: AutoAugment's policies were searched with
+  their own mappings.
 """
 from __future__ import annotations
 
@@ -74,7 +88,8 @@ import tensorflow as tf
 # The policy tables, RANDAUGMENT_OPS and get_policy live in data.policies (no TensorFlow), so
 # the accelerator implementation (data.device_augment) reads the very same tables; re-exported
 # here unchanged (``POLICIES`` is the same dict object).
-from data.policies import (_MAX_LEVEL, POLICIES, RANDAUGMENT_OPS, REPLACE_VALUE,  # noqa: F401
+from data.policies import (_MAX_LEVEL, LEVEL_MAPPINGS, POLICIES, RANDAUGMENT_OPS,  # noqa: F401
+                           REPLACE_VALUE,
                            get_policy, policy_imagenet, policy_reduced_cifar10, policy_svhn,
                            policy_test, policy_v0)
 
@@ -366,10 +381,19 @@ def cutout(image, pad_size, center_y, center_x, replace=REPLACE_VALUE):
 _SIGNED_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
 
 
+def check_levels(levels):
+    """Raises ``ValueError`` unless ``levels`` is one of :data:`LEVEL_MAPPINGS`."""
+    if levels not in LEVEL_MAPPINGS:
+        raise ValueError(f"levels must be one of {LEVEL_MAPPINGS}, got {levels!r}")
+    return levels
+
+
 class _Hparams:
-    def __init__(self, translate_const, cutout_const, scale_to_image, posterize_mode, replace):
+    def __init__(self, translate_const, cutout_const, scale_to_image, posterize_mode, replace,
+                 levels="tf"):
         if posterize_mode not in ("tf", "paper"):
             raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
+        self.levels = check_levels(levels)
         self.translate_const = float(translate_const)
         self.cutout_const = float(cutout_const)
         self.scale_to_image = bool(scale_to_image)
@@ -381,7 +405,9 @@ def _apply_op(name, image, level, sign_u, cy_u, cx_u, hp):
     """Applies op ``name`` at ``level`` (python float or scalar tensor, 0..10 scale).
 
     ``sign_u``: uniform [0, 1) deciding the sign of signed magnitudes (negative if < 0.5);
-    ``cy_u``, ``cx_u``: uniforms for the cutout centre.
+    ``cy_u``, ``cx_u``: uniforms for the cutout centre. ``hp.levels == "increasing"``: the
+    level -> argument mappings in which level 0 is the identity of every op that has a
+    magnitude (module docstring).
     """
     frac = level / _MAX_LEVEL
     sign = tf.where(sign_u < 0.5, -1.0, 1.0)
@@ -397,15 +423,21 @@ def _apply_op(name, image, level, sign_u, cy_u, cx_u, hp):
         return rotate(image, sign * frac * 30.0, hp.replace)
     if name == "Posterize":
         bits = tf.floor(tf.cast(frac, tf.float32) * 4.0)
-        if hp.posterize_mode == "paper":
+        if hp.posterize_mode == "paper" or hp.levels == "increasing":
             bits = 8.0 - bits
         return posterize(image, bits)
     if name == "Solarize":
-        return solarize(image, tf.floor(tf.cast(frac, tf.float32) * 256.0))
+        threshold = tf.floor(tf.cast(frac, tf.float32) * 256.0)
+        if hp.levels == "increasing":
+            threshold = 256.0 - threshold
+        return solarize(image, threshold)
     if name == "SolarizeAdd":
         return solarize_add(image, tf.floor(tf.cast(frac, tf.float32) * 110.0))
     if name in ("Color", "Contrast", "Brightness", "Sharpness"):
-        factor = tf.cast(frac, tf.float32) * 1.8 + 0.1
+        if hp.levels == "increasing":
+            factor = 1.0 + sign * (tf.cast(frac, tf.float32) * 0.9)
+        else:
+            factor = tf.cast(frac, tf.float32) * 1.8 + 0.1
         return {"Color": color, "Contrast": contrast, "Brightness": brightness,
                 "Sharpness": sharpness}[name](image, factor)
     if name == "ShearX":
@@ -558,7 +590,7 @@ def distort_float_with_autoaugment(image, policy_name, seed, *, translate_const=
 def distort_image_with_randaugment(image, num_layers, magnitude, seed, *,
                                    magnitude_scale=10.0, translate_const=100.0,
                                    scale_to_image=False, posterize_mode="tf",
-                                   replace=REPLACE_VALUE):
+                                   replace=REPLACE_VALUE, levels="tf"):
     """RandAugment (Cubuk et al. 2020): ``num_layers`` ops chosen uniformly, each applied.
 
     Args:
@@ -568,6 +600,9 @@ def distort_image_with_randaugment(image, num_layers, magnitude, seed, *,
         clipped to that range. ``magnitude_scale=10`` is the TF code's scale.
       seed: stateless seed, shape ``[2]``.
       translate_const: pixels at full magnitude (TF RandAugment code: 100).
+      levels: ``"tf"`` (the TF code's level -> argument mappings) or ``"increasing"`` (M = 0
+        is the identity of every op with a magnitude and a larger M is a stronger change;
+        Posterize keeps 8 - int(M/10*4) bits whatever ``posterize_mode``; module docstring).
     Returns:
       uint8 tensor of the same shape.
     """
@@ -575,7 +610,8 @@ def distort_image_with_randaugment(image, num_layers, magnitude, seed, *,
     out = distort_float_with_randaugment(
         tf.cast(image, tf.float32), num_layers, magnitude, seed,
         magnitude_scale=magnitude_scale, translate_const=translate_const,
-        scale_to_image=scale_to_image, posterize_mode=posterize_mode, replace=replace)
+        scale_to_image=scale_to_image, posterize_mode=posterize_mode, replace=replace,
+        levels=levels)
     return tf.cast(out, tf.uint8)
 
 
@@ -583,14 +619,14 @@ def distort_image_with_randaugment(image, num_layers, magnitude, seed, *,
 def distort_float_with_randaugment(image, num_layers, magnitude, seed, *,
                                    magnitude_scale=10.0, translate_const=100.0,
                                    scale_to_image=False, posterize_mode="tf",
-                                   replace=REPLACE_VALUE):
+                                   replace=REPLACE_VALUE, levels="tf"):
     """:func:`distort_image_with_randaugment` on float32 pixels holding integers in [0, 255],
     without the casts (see :func:`distort_float_with_autoaugment`)."""
     image = _check_image(image, tf.float32)
     num_layers = int(num_layers)
     if num_layers < 0:
         raise ValueError("num_layers must be >= 0")
-    hp = _Hparams(translate_const, 40.0, scale_to_image, posterize_mode, replace)
+    hp = _Hparams(translate_const, 40.0, scale_to_image, posterize_mode, replace, levels)
     level = tf.clip_by_value(tf.cast(magnitude, tf.float32) / float(magnitude_scale), 0.0, 1.0)
     level = level * _MAX_LEVEL
     seed = tf.convert_to_tensor(seed)

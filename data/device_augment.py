@@ -213,6 +213,7 @@ POLICIES = tuple(sorted(policies.POLICIES))
 RANDAUGMENT_OPS = policies.RANDAUGMENT_OPS
 _MAX_LEVEL = policies._MAX_LEVEL
 REPLACE_VALUE = policies.REPLACE_VALUE
+LEVEL_MAPPINGS = policies.LEVEL_MAPPINGS
 # PIL's fixed-point ITU-R 601 luma weights (data.autoaugment.grayscale).
 _LUMA = (19595.0, 38470.0, 7471.0)
 
@@ -222,12 +223,17 @@ class Hparams:
     ``cutout_const`` are pixels at level 10 (AutoAugment 250 / 100, RandAugment 100 / 40, as
     the TF code), ``scale_to_image`` reads them at 224 px and scales them to the image,
     ``posterize_mode`` "tf" (bits = int(level/10*4), the TF code) or "paper" (8 - that),
-    ``replace`` the fill value of geometric ops and cutout."""
+    ``replace`` the fill value of geometric ops and cutout, ``levels`` "tf" or "increasing"
+    (level 0 is the identity of every op with a magnitude; RandAugment's ``levels``, see
+    ``data.autoaugment``)."""
 
     def __init__(self, translate_const=250.0, cutout_const=100.0, scale_to_image=False,
-                 posterize_mode="tf", replace=REPLACE_VALUE):
+                 posterize_mode="tf", replace=REPLACE_VALUE, levels="tf"):
         if posterize_mode not in ("tf", "paper"):
             raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
+        if levels not in LEVEL_MAPPINGS:
+            raise ValueError(f"levels must be one of {LEVEL_MAPPINGS}, got {levels!r}")
+        self.levels = levels
         self.translate_const = float(translate_const)
         self.cutout_const = float(cutout_const)
         self.scale_to_image = bool(scale_to_image)
@@ -426,13 +432,19 @@ def apply_ops(images, op_ids, levels, sign_u, cy_u=None, cx_u=None, *, hparams=N
         if "Sharpness" in names:
             degenerate = degenerate + _col(is_("Sharpness")) * _smooth_degenerate(x)
         # Brightness blends with black: its degenerate term is 0
-        factor = chosen * _col(frac * 1.8 + 0.1) + (1.0 - chosen)
+        if hp.levels == "increasing":
+            factor = chosen * _col(1.0 + sign * (frac * 0.9)) + (1.0 - chosen)
+        else:
+            factor = chosen * _col(frac * 1.8 + 0.1) + (1.0 - chosen)
         x = _floor_u8(degenerate + factor * (x - degenerate))
 
     if "Solarize" in names or "Invert" in names:
         threshold = ops.full_like(frac, 256.0)  # nothing is >= 256: unchanged
         if "Solarize" in names:
-            threshold = threshold + is_("Solarize") * (ops.floor(frac * 256.0) - 256.0)
+            level_threshold = ops.floor(frac * 256.0)
+            if hp.levels == "increasing":
+                level_threshold = 256.0 - level_threshold
+            threshold = threshold + is_("Solarize") * (level_threshold - 256.0)
         if "Invert" in names:  # solarize at threshold 0: 255 - x
             threshold = threshold - is_("Invert") * 256.0
         above = ops.cast(x >= _col(threshold), "float32")
@@ -445,7 +457,7 @@ def apply_ops(images, op_ids, levels, sign_u, cy_u=None, cx_u=None, *, hparams=N
 
     if "Posterize" in names:
         bits = ops.floor(frac * 4.0)
-        if hp.posterize_mode == "paper":
+        if hp.posterize_mode == "paper" or hp.levels == "increasing":
             bits = 8.0 - bits
         # 2 ** (8 - bits) from a table (exact; a backend's pow may go through exp/log)
         step = ops.take(_const([2.0 ** (8 - b) for b in range(9)]),
@@ -571,11 +583,12 @@ def autoaugment(images, policy_name, seed, *, translate_const=250.0, cutout_cons
 
 def randaugment(images, num_layers, magnitude, seed, *, magnitude_scale=10.0,
                 translate_const=100.0, scale_to_image=False, posterize_mode="tf",
-                replace=REPLACE_VALUE):
+                replace=REPLACE_VALUE, levels="tf"):
     """RandAugment (N = ``num_layers``, M = ``magnitude``) of a batch, each image drawing its
     own ops; as :func:`autoaugment` otherwise (host: ``distort_float_with_randaugment``;
-    Cutout's constant is 40 there, unused: RandAugment's 14 ops have no Cutout)."""
-    hp = Hparams(translate_const, 40.0, scale_to_image, posterize_mode, replace)
+    Cutout's constant is 40 there, unused: RandAugment's 14 ops have no Cutout). ``levels``:
+    ``"tf"`` or ``"increasing"`` (:class:`Hparams`)."""
+    hp = Hparams(translate_const, 40.0, scale_to_image, posterize_mode, replace, levels)
     layers = sample_randaugment(_batch_size(images), num_layers, magnitude, seed, magnitude_scale)
     return _apply_layers(ops.cast(images, "float32"), layers, hp)
 
@@ -617,6 +630,7 @@ class DeviceAugment:
       output_normalization: the normalization the model expects, or None.
       seed: seed of the internal generator, used when called without a seed.
       posterize_mode: Posterize's level -> bits, ``"tf"`` or ``"paper"`` (:class:`Hparams`).
+      randaugment_levels: RandAugment's level mappings, ``"tf"`` or ``"increasing"``.
 
     ``__call__(images, seed=None)``: ``seed`` a ``[2]`` integer tensor ``(a, b)``, e.g.
     (data seed, step): every draw is then a function of it (inside ``jax.jit`` or
@@ -627,7 +641,7 @@ class DeviceAugment:
 
     def __init__(self, *, crop_flip=False, autoaugment=None, randaugment=None,
                  input_normalization=None, output_normalization=None, seed=0,
-                 posterize_mode="tf"):
+                 posterize_mode="tf", randaugment_levels="tf"):
         if autoaugment and randaugment:
             raise ValueError("use either autoaugment or randaugment, not both")
         if autoaugment and str(autoaugment).lower() not in policies.POLICIES:
@@ -635,9 +649,10 @@ class DeviceAugment:
         for norm in (input_normalization, output_normalization):
             if norm is not None and norm not in NORMALIZATIONS:
                 raise ValueError(f"unknown normalization {norm!r}; use one of {NORMALIZATIONS}")
-        Hparams(posterize_mode=posterize_mode)  # its check of posterize_mode, at construction
+        Hparams(posterize_mode=posterize_mode, levels=randaugment_levels)  # their checks, now
         self.crop_flip = bool(crop_flip)
         self.posterize_mode = posterize_mode
+        self.randaugment_levels = randaugment_levels
         self.autoaugment = autoaugment or None
         self.randaugment = tuple(randaugment) if randaugment else None
         self.input_normalization = input_normalization
@@ -670,7 +685,8 @@ class DeviceAugment:
                 x = autoaugment(x, self.autoaugment, gen, posterize_mode=self.posterize_mode)
             else:
                 x = randaugment(x, self.randaugment[0], self.randaugment[1], gen,
-                                posterize_mode=self.posterize_mode)
+                                posterize_mode=self.posterize_mode,
+                                levels=self.randaugment_levels)
         if self.output_normalization is not None and norm_in is None:
             x = normalize(x, self.output_normalization)
         return x
@@ -678,7 +694,7 @@ class DeviceAugment:
 
 def augmentation_for(*, augment_on="host", device_augment="none", autoaugment=None,
                      randaugment=None, normalization="mean", npz_input=False, seed=0,
-                     posterize_mode="tf"):
+                     posterize_mode="tf", randaugment_levels="tf"):
     """The trainer's in-step augmentation, or None: ``augment_on="host"`` keeps the older
     ``--device_augment=crop_flip`` function for npz input (``AUGMENTATIONS``; the same draws
     as before), ``"device"`` returns a :class:`DeviceAugment` (AutoAugment/RandAugment and
@@ -693,4 +709,4 @@ def augmentation_for(*, augment_on="host", device_augment="none", autoaugment=No
                          randaugment=randaugment,
                          input_normalization=normalization if npz_input else None,
                          output_normalization=normalization, seed=seed,
-                         posterize_mode=posterize_mode)
+                         posterize_mode=posterize_mode, randaugment_levels=randaugment_levels)

@@ -259,6 +259,8 @@ def _augment_fn(spec):
         args = (int(layers), magnitude)
 
     kwargs = dict(posterize_mode=spec.posterize_mode)
+    if randaugment is not None and spec.randaugment_levels != "tf":
+        kwargs["levels"] = spec.randaugment_levels
 
     def augment(image, seed):
         if float_fn is not None:

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 _MAX_LEVEL = 10.0
 REPLACE_VALUE = 128.0
+#: RandAugment's level -> argument mappings: the TF code's, or timm-style "increasing" ones
+#: in which level 0 is the identity of every op with a magnitude (``data.autoaugment``).
+LEVEL_MAPPINGS = ("tf", "increasing")
 
 
 def policy_imagenet():

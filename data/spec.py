@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional
 
 from data.constants import NORMALIZATIONS, eval_image_size
+from data.policies import LEVEL_MAPPINGS
 
 AUTOAUGMENT_POLICIES = ("imagenet", "v0", "cifar10", "svhn")
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -33,6 +34,8 @@ class InputSpec:
       (``(num_layers, magnitude)``): per-image augmentation on the host, training only.
       ``posterize_mode``: their Posterize level -> bits, ``"tf"`` (0..4 bits, the TF code)
       or ``"paper"`` (4..8 bits, the AutoAugment paper): ``data.autoaugment``.
+      ``randaugment_levels``: RandAugment's level mappings, ``"tf"`` (the TF code's) or
+      ``"increasing"`` (magnitude 0 is the identity of every op): ``data.autoaugment``.
     - ``seed``: the stream's seed (None: random for training, 0 for evaluation).
     - ``num_classes``: the true class count (None: the source's ``classes.csv``).
       ``label_offset`` (TFRecords only): the records store ``true label + label_offset`` (1 for
@@ -53,6 +56,7 @@ class InputSpec:
     autoaugment: Optional[str] = None
     randaugment: Optional[tuple] = None
     posterize_mode: str = "tf"
+    randaugment_levels: str = "tf"
     seed: Optional[int] = None
     num_classes: Optional[int] = None
     label_offset: int = 0
@@ -75,6 +79,9 @@ class InputSpec:
                              f"{AUTOAUGMENT_POLICIES}")
         if self.posterize_mode not in ("tf", "paper"):
             raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {self.posterize_mode!r}")
+        if self.randaugment_levels not in LEVEL_MAPPINGS:
+            raise ValueError(f"randaugment_levels must be one of {LEVEL_MAPPINGS}, got "
+                             f"{self.randaugment_levels!r}")
         if self.autoaugment is not None and self.randaugment is not None:
             raise ValueError("use either autoaugment or randaugment, not both")
         if self.randaugment is not None and len(tuple(self.randaugment)) != 2:

@@ -92,6 +92,12 @@ class DataConfig:
               "paper's repository uses (int(level/10*4) bits kept: 0..4, so the ImageNet "
               "policy's levels 5-8 keep 2-3 bits), paper = the AutoAugment paper's 4..8 bits "
               "(8 - that). docs/AUGMENTATION.md.", choices=("tf", "paper"))
+    randaugment_levels: str = setting(
+        "tf", "RandAugment's level -> argument mappings: tf = the TF code's (a low M is not mild: "
+              "M=2 posterizes to 0 bits, solarizes above 51 and blends toward gray with factor "
+              "0.46), increasing = timm-style, M=0 is the identity of every op and a larger M a "
+              "stronger change (Posterize 8..4 bits, Solarize above 256-M/10*256, enhance "
+              "factor 1 +- M/10*0.9). docs/AUGMENTATION.md.", choices=("tf", "increasing"))
     device_augment: str = setting(
         "none", "Random-resized crop + flip on the accelerator for pre-decoded npz:FILE input "
                 "(JAX path; tf.data sources crop on the host): crop_flip = the paper's crop and "
@@ -290,7 +296,8 @@ class RunConfig:
             training=bool(training), batch_size=int(batch_size), image_size=self.model.image_size,
             autoaugment=d.autoaugment_policy() if host_aug else None,
             randaugment=d.randaugment_spec() if host_aug else None,
-            posterize_mode=d.augment_posterize, seed=d.seed,
+            posterize_mode=d.augment_posterize, randaugment_levels=d.randaugment_levels,
+            seed=d.seed,
             num_classes=self.model.num_classes, label_offset=d.label_offset,
             eval_preprocess=d.eval_preprocess,
             normalization=d.normalization if (host_aug or not training) else "none",

@@ -233,6 +233,10 @@ def _config_errors(cfg: RunConfig, backend: str) -> list:
         errors.append(str(e))
     if d.autoaugment_policy() and d.randaugment:
         errors.append("use either --autoaugment or --randaugment, not both")
+    if d.randaugment_levels != "tf" and not d.randaugment:
+        errors.append(f"--randaugment_levels={d.randaugment_levels} changes RandAugment's magnitude "
+                      f"mappings and needs --randaugment=N,M (AutoAugment's policies keep the mappings "
+                      f"they were searched with)")
     if d.source.startswith("npz:") and (d.autoaugment or d.randaugment) and d.augment_on != "device":
         errors.append(f"--autoaugment/--randaugment run per image in tf.data; --data={d.source!r} is "
                       f"pre-decoded npz input: add --augment_on=device (batched in the training step, "

@@ -92,7 +92,7 @@ def _device_augmentation(cfg):
         augment_on=d.augment_on, device_augment=d.device_augment, autoaugment=d.autoaugment_policy(),
         randaugment=d.randaugment_spec(), normalization=d.normalization,
         npz_input=d.source.startswith("npz:"), seed=int(d.seed or 0),
-        posterize_mode=d.augment_posterize)
+        posterize_mode=d.augment_posterize, randaugment_levels=d.randaugment_levels)
 
 
 def loss_terms(cfg, model, images, labels, teacher_logits=None, teacher_model=None, seed=None,

@@ -421,3 +421,99 @@ def test_affine_gather_equals_projective_transform_random_params():
             np.testing.assert_array_equal(_u8(aa.shear_x(_f(img), float(lv))), _u8(ref))
             ref = aa._transform(_f(img), tf.constant([1, 0, 0, lv, 1, 0, 0, 0], tf.float32))
             np.testing.assert_array_equal(_u8(aa.shear_y(_f(img), float(lv))), _u8(ref))
+
+
+# ---------------------------------------------------------------------------------------
+# RandAugment's "increasing" level mappings (levels="increasing", --randaugment_levels)
+# ---------------------------------------------------------------------------------------
+_MAGNITUDE_OPS = ("Rotate", "Solarize", "Color", "Posterize", "Contrast", "Brightness",
+                  "Sharpness", "ShearX", "ShearY", "TranslateX", "TranslateY")
+
+
+def _hp(levels):
+    return aa._Hparams(100.0, 40.0, False, "tf", 128.0, levels)
+
+
+def test_increasing_levels_match_pil_at_hand_computed_arguments(real_images):
+    """The increasing mappings (timm's "increasing" ops; docs/AUGMENTATION.md) against PIL with
+    the argument computed by hand from the documented formula: Posterize keeps 8 - int(M/10*4)
+    bits, Solarize inverts above 256 - int(M/10*256), the enhance factor is 1 +- 0.9*M/10
+    (sign_u < 0.5: minus). The TF code's mappings at the same M give PIL's result at other
+    arguments (the comparison that shows where the two differ)."""
+    inc, tfm = _hp("increasing"), _hp("tf")
+    for img in real_images[:2]:
+        pil = Image.fromarray(img)
+
+        def op(name, level, hp, sign_u=0.9):
+            return _u8(aa._apply_op(name, _f(img), level, sign_u, 0.0, 0.0, hp))
+        # Posterize: M=0 -> 8 bits (identity), 5 -> 6 bits, 10 -> 4 bits; the TF code: 0, 2, 4
+        for m, inc_bits, tf_bits in ((0.0, 8, 0), (5.0, 6, 2), (10.0, 4, 4)):
+            np.testing.assert_array_equal(op("Posterize", m, inc),
+                                          np.asarray(ImageOps.posterize(pil, inc_bits)))
+            ref = np.zeros_like(img) if tf_bits == 0 else np.asarray(ImageOps.posterize(pil, tf_bits))
+            np.testing.assert_array_equal(op("Posterize", m, tfm), ref)  # PIL refuses 0 bits
+        # Solarize: M=0 -> threshold 256 (identity), 3 -> 256 - 76 = 180, 10 -> 0 (invert all);
+        # the TF code: 0, 76, 256
+        for m, inc_thr, tf_thr in ((0.0, 256, 0), (3.0, 180, 76), (10.0, 0, 256)):
+            np.testing.assert_array_equal(op("Solarize", m, inc),
+                                          np.asarray(ImageOps.solarize(pil, inc_thr)))
+            np.testing.assert_array_equal(op("Solarize", m, tfm),
+                                          np.asarray(ImageOps.solarize(pil, tf_thr)))
+        # Enhance ops: M=0 -> factor 1 either sign; M=5 -> 1.45 / 0.55; M=10 -> 1.9 / 0.1;
+        # the TF code: 0.1, 1.0, 1.9 whatever the sign
+        for name in ("Color", "Contrast", "Brightness", "Sharpness"):
+            enh = getattr(ImageEnhance, name)(pil)
+            np.testing.assert_array_equal(op(name, 0.0, inc, 0.2), img)
+            np.testing.assert_array_equal(op(name, 0.0, inc, 0.9), img)
+            for m, sign_u, factor in ((5.0, 0.9, 1.45), (5.0, 0.2, 0.55), (10.0, 0.9, 1.9),
+                                      (10.0, 0.2, 0.1)):
+                _assert_close(op(name, m, inc, sign_u), np.asarray(enh.enhance(factor)),
+                              tol=1, min_exact=0.99)
+            _assert_close(op(name, 0.0, tfm), np.asarray(enh.enhance(0.1)), tol=1, min_exact=0.99)
+        # Geometric ops: the same mapping in both modes
+        for name in ("Rotate", "ShearX", "TranslateY"):
+            np.testing.assert_array_equal(op(name, 7.0, inc, 0.2), op(name, 7.0, tfm, 0.2))
+
+
+def test_increasing_levels_magnitude_zero_is_the_identity_and_larger_is_stronger(real_images):
+    """Under "increasing", M = 0 leaves the image unchanged for every one of RandAugment's ops
+    that has a magnitude, and the mean pixel change grows with M (0, 3, 6, 10) for each of them.
+    Neither holds for the TF code's mappings (Posterize and Solarize change the most at M = 0,
+    the enhance ops at M = 0 and 10 and not at 5): the checks can fail."""
+    img = real_images[1][:128, :128]  # pixel values 0..255
+
+    def change(name, m, levels):
+        out = aa._apply_op(name, _f(img), float(m), 0.8, 0.0, 0.0, _hp(levels)).numpy()
+        return float(np.abs(out - img.astype(np.float32)).mean())
+    for name in _MAGNITUDE_OPS:
+        assert change(name, 0, "increasing") == 0.0, name
+        curve = [change(name, m, "increasing") for m in (0, 3, 6, 10)]
+        assert all(b > a for a, b in zip(curve, curve[1:])), (name, curve)
+    for name in ("Posterize", "Solarize", "Color", "Brightness"):
+        curve = [change(name, m, "tf") for m in (0, 3, 6, 10)]
+        assert not all(b > a for a, b in zip(curve, curve[1:])), (name, curve)
+
+
+def test_randaugment_magnitude_zero_increasing_leaves_only_equalize_and_autocontrast(real_images):
+    """RandAugment N=2, M=0 with levels="increasing": each layer's op is the identity unless it
+    drew Equalize or AutoContrast (the two ops without a magnitude), so every output is one of the
+    image, equalize / autocontrast of it, or one of those applied twice in either order (PIL
+    equalize is the reference for the first two). The TF code's mappings at M=0 (black
+    Posterize, fully inverted Solarize, near-gray Color) leave that set for some seeds."""
+    img = real_images[0][:80, :72]
+    eq = _u8(aa.equalize(_f(img)))
+    np.testing.assert_array_equal(eq, np.asarray(ImageOps.equalize(Image.fromarray(img))))
+    ac = _u8(aa.autocontrast(_f(img)))
+    allowed = [img, eq, ac] + [_u8(g(_f(x))) for g in (aa.equalize, aa.autocontrast) for x in (eq, ac)]
+    outside = 0
+    for s in range(40):
+        seed = tf.constant([s, 11])
+        out = aa.distort_image_with_randaugment(tf.constant(img), 2, 0, seed,
+                                                levels="increasing").numpy()
+        assert any(np.array_equal(out, a) for a in allowed), s
+        tf_out = aa.distort_image_with_randaugment(tf.constant(img), 2, 0, seed).numpy()
+        outside += not any(np.array_equal(tf_out, a) for a in allowed)
+    # 40 images x 2 layers, 4 of 14 ops differ from the identity at M=0 in the TF mappings
+    assert outside >= 10, outside
+    with pytest.raises(ValueError, match="levels must be one of"):
+        aa.distort_image_with_randaugment(tf.constant(img), 2, 0, tf.constant([1, 2]), levels="inc")

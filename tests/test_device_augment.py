@@ -146,7 +146,8 @@ def _op_grid(batch, levels=(1.0, 5.5, 9.0)):
 def _host_ops(rows, images, levels_, sign_u, cy_u, cx_u, hp):
     import tensorflow as tf
     from data import autoaugment as aa
-    host_hp = aa._Hparams(hp.translate_const, hp.cutout_const, hp.scale_to_image, hp.posterize_mode, hp.replace)
+    host_hp = aa._Hparams(hp.translate_const, hp.cutout_const, hp.scale_to_image, hp.posterize_mode, hp.replace,
+                          hp.levels)
     return np.stack([aa._apply_op(r[1], tf.constant(images[k]), tf.constant(levels_[k]), tf.constant(sign_u[k]),
                                   tf.constant(cy_u[k]), tf.constant(cx_u[k]), host_hp).numpy()
                      for k, r in enumerate(rows)])
@@ -163,7 +164,9 @@ def _compare_per_op(rows, ours, ref):
 
 
 @pytest.mark.parametrize("hp_args", [dict(), dict(translate_const=100.0, cutout_const=40.0, scale_to_image=True,
-                                                   posterize_mode="paper")], ids=["autoaugment", "randaugment_paper"])
+                                                   posterize_mode="paper"),
+                                     dict(translate_const=100.0, cutout_const=40.0, levels="increasing")],
+                         ids=["autoaugment", "randaugment_paper", "randaugment_increasing"])
 def test_every_op_matches_the_host_op_on_real_images(real_batch, hp_args):
     """One batch in which every sample has its own op, level and sign (16 ops x 3 levels x 4 photos),
     against data.autoaugment._apply_op image by image with the same parameters. The colour ops
@@ -411,3 +414,44 @@ def test_trainer_posterize_flag_reaches_the_augmentation(where):
     sd = np.sqrt(expected * (1 - expected) / n)
     assert abs(few["tf"] - expected) < 5 * sd, (few, expected)
     assert few["paper"] == 0.0, few
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_trainer_randaugment_levels_flag_reaches_the_augmentation(where):
+    """``--randaugment=1,0 --randaugment_levels=...`` on the host (tf.data) and on the device.
+
+    Independent facts: on a 16x16 gray ramp holding each value 0..255 once, PIL's equalize and
+    autocontrast are the identity (checked here), so with the increasing mappings, where M = 0 is
+    the identity of every op with a magnitude, no image changes. With the TF code's mappings at
+    M = 0, Posterize (0 bits), Solarize (threshold 0), Contrast and Brightness (factor 0.1) and
+    Sharpness (0.1, the interior) change the ramp, Color does not (it is gray): 5 of the 14 ops,
+    so 5/14 of the images change (binomial, 5 sd)."""
+    from PIL import Image, ImageOps
+    from official.config import RunConfig
+    ramp = np.arange(256, dtype="float32").reshape(16, 16, 1).repeat(3, 2)
+    pil = Image.fromarray(ramp.astype("uint8"))
+    assert np.array_equal(np.asarray(ImageOps.equalize(pil)), ramp)
+    assert np.array_equal(np.asarray(ImageOps.autocontrast(pil)), ramp)
+    n, changed = 420, {}
+    for levels in ("tf", "increasing"):
+        cfg = RunConfig()
+        cfg.model.image_size = 16
+        cfg.data.randaugment, cfg.data.randaugment_levels, cfg.data.augment_on = "1,0", levels, where
+        cfg.data.normalization = "mean"
+        if where == "host":
+            import tensorflow as tf
+            from data import pipeline
+            augment = pipeline._augment_fn(cfg.input_spec(training=True))
+            fn = tf.function(lambda s: augment(tf.constant(ramp), s))
+            outs = np.stack([fn(tf.constant([7, i], tf.int64)).numpy() for i in range(n)])
+            ref = ramp
+        else:
+            from official.train_backends import _device_augmentation
+            aug = _device_augmentation(cfg)
+            assert aug.randaugment_levels == levels
+            outs = np.asarray(aug(np.repeat(ramp[None], n, 0), seed=np.array([7, 0])))
+            ref = np.asarray(da.normalize(ramp[None], "mean"))[0]
+        changed[levels] = np.mean([np.abs(o - ref).max() > 1e-3 for o in outs])
+    p = 5 / 14
+    assert changed["increasing"] == 0.0, changed
+    assert abs(changed["tf"] - p) < 5 * np.sqrt(p * (1 - p) / n), changed

@@ -228,7 +228,7 @@ TRAINER_FLAGS = sorted("""augment_on augment_posterize autoaugment base_learning
     exponential_decay_rate image_size init_checkpoint jit_compile keep_checkpoints label_offset
     label_smoothing log_every_steps lr_scaling lr_schedule mixing mixing_alpha mixing_form
     mixing_per_sample model model_dir model_overrides momentum nesterov normalization num_classes
-    num_gpus piecewise_boundaries piecewise_rates progress_bar randaugment recipe seed split_seed
+    num_gpus piecewise_boundaries piecewise_rates progress_bar randaugment randaugment_levels recipe seed split_seed
     sync_bn teacher tensorboard tpu train_split train_steps val_fraction warmup_epochs weight_decay
     weight_decay_mode weights zero_gamma""".split())
 
@@ -342,6 +342,8 @@ def test_bad_inputs_fail_before_work(imagenette, tmp_path):
         (dict(data__randaugment="2,x"), "--randaugment='2,x': expected 'N,M'"),
         (dict(data__randaugment="2,11"), "M in \\[0, 10\\]"),
         (dict(data__randaugment="2,9", data__autoaugment="imagenet"), "either --autoaugment or --randaugment"),
+        (dict(data__randaugment_levels="increasing"), "--randaugment_levels=increasing .*needs --randaugment=N,M"),
+        (dict(data__randaugment_levels="increasing", data__autoaugment="imagenet"), "needs --randaugment"),
         (dict(data__autoaugment="imagenett"), "--autoaugment='imagenett': unknown policy"),
         (dict(optimization__batch_size=1300, regularization__mixing="mixup",
               regularization__mixing_form="double_batch"), "2 x --batch_size"),
