@@ -107,7 +107,6 @@ def test_crop_and_normalization_constants_are_the_official_codes():
 import os
 import subprocess
 import sys
-import textwrap
 import zipfile
 
 from conftest import REPO_ROOT, require_data
