@@ -213,6 +213,7 @@ def teacher_tfrecords(a):
     if not e0 or missing:
         raise SystemExit(f"the E11 teacher needs the E0 runs {missing or 'E0'} first")
     csv_path = os.path.join(a.out, "data", "teacher_logits.csv")
+    os.makedirs(os.path.dirname(csv_path), exist_ok=True)  # --stages final without prepare
     if not os.path.exists(csv_path):
         t0 = time.time()
         import keras
