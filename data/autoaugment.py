@@ -88,8 +88,8 @@ import tensorflow as tf
 # The policy tables, RANDAUGMENT_OPS and get_policy live in data.policies (no TensorFlow), so
 # the accelerator implementation (data.device_augment) reads the very same tables; re-exported
 # here unchanged (``POLICIES`` is the same dict object).
-from data.policies import (_MAX_LEVEL, LEVEL_MAPPINGS, POLICIES, RANDAUGMENT_OPS,  # noqa: F401
-                           REPLACE_VALUE,
+from data.policies import (_MAX_LEVEL, POLICIES, RANDAUGMENT_OPS,  # noqa: F401
+                           REPLACE_VALUE, check_levels,
                            get_policy, policy_imagenet, policy_reduced_cifar10, policy_svhn,
                            policy_test, policy_v0)
 
@@ -379,13 +379,6 @@ def cutout(image, pad_size, center_y, center_x, replace=REPLACE_VALUE):
 # ---------------------------------------------------------------------------------------
 
 _SIGNED_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
-
-
-def check_levels(levels):
-    """Raises ``ValueError`` unless ``levels`` is one of :data:`LEVEL_MAPPINGS`."""
-    if levels not in LEVEL_MAPPINGS:
-        raise ValueError(f"levels must be one of {LEVEL_MAPPINGS}, got {levels!r}")
-    return levels
 
 
 class _Hparams:

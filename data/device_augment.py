@@ -213,7 +213,6 @@ POLICIES = tuple(sorted(policies.POLICIES))
 RANDAUGMENT_OPS = policies.RANDAUGMENT_OPS
 _MAX_LEVEL = policies._MAX_LEVEL
 REPLACE_VALUE = policies.REPLACE_VALUE
-LEVEL_MAPPINGS = policies.LEVEL_MAPPINGS
 # PIL's fixed-point ITU-R 601 luma weights (data.autoaugment.grayscale).
 _LUMA = (19595.0, 38470.0, 7471.0)
 
@@ -231,9 +230,7 @@ class Hparams:
                  posterize_mode="tf", replace=REPLACE_VALUE, levels="tf"):
         if posterize_mode not in ("tf", "paper"):
             raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {posterize_mode!r}")
-        if levels not in LEVEL_MAPPINGS:
-            raise ValueError(f"levels must be one of {LEVEL_MAPPINGS}, got {levels!r}")
-        self.levels = levels
+        self.levels = policies.check_levels(levels)
         self.translate_const = float(translate_const)
         self.cutout_const = float(cutout_const)
         self.scale_to_image = bool(scale_to_image)

@@ -259,7 +259,7 @@ def _augment_fn(spec):
         args = (int(layers), magnitude)
 
     kwargs = dict(posterize_mode=spec.posterize_mode)
-    if randaugment is not None and spec.randaugment_levels != "tf":
+    if randaugment is not None:
         kwargs["levels"] = spec.randaugment_levels
 
     def augment(image, seed):

@@ -19,6 +19,14 @@ REPLACE_VALUE = 128.0
 LEVEL_MAPPINGS = ("tf", "increasing")
 
 
+def check_levels(levels, name="levels"):
+    """Returns ``levels``; raises ``ValueError`` naming ``name`` unless it is one of
+    :data:`LEVEL_MAPPINGS` (the host, the device and ``InputSpec`` share this check)."""
+    if levels not in LEVEL_MAPPINGS:
+        raise ValueError(f"{name} must be one of {LEVEL_MAPPINGS}, got {levels!r}")
+    return levels
+
+
 def policy_imagenet():
     """The ImageNet policy of the AutoAugment paper (appendix table; 25 sub-policies).
 

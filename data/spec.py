@@ -10,7 +10,7 @@ import dataclasses
 from typing import Optional
 
 from data.constants import NORMALIZATIONS, eval_image_size
-from data.policies import LEVEL_MAPPINGS
+from data.policies import check_levels
 
 AUTOAUGMENT_POLICIES = ("imagenet", "v0", "cifar10", "svhn")
 DEFAULT_SHUFFLE_BUFFER = 10_000
@@ -79,9 +79,7 @@ class InputSpec:
                              f"{AUTOAUGMENT_POLICIES}")
         if self.posterize_mode not in ("tf", "paper"):
             raise ValueError(f"posterize_mode must be 'tf' or 'paper', got {self.posterize_mode!r}")
-        if self.randaugment_levels not in LEVEL_MAPPINGS:
-            raise ValueError(f"randaugment_levels must be one of {LEVEL_MAPPINGS}, got "
-                             f"{self.randaugment_levels!r}")
+        check_levels(self.randaugment_levels, "randaugment_levels")
         if self.autoaugment is not None and self.randaugment is not None:
             raise ValueError("use either autoaugment or randaugment, not both")
         if self.randaugment is not None and len(tuple(self.randaugment)) != 2:

@@ -25,6 +25,7 @@ import json
 import typing
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from data.policies import LEVEL_MAPPINGS
 from data.spec import InputSpec
 
 SCHEMA_VERSION = 1
@@ -97,7 +98,7 @@ class DataConfig:
               "M=2 posterizes to 0 bits, solarizes above 51 and blends toward gray with factor "
               "0.46), increasing = timm-style, M=0 is the identity of every op and a larger M a "
               "stronger change (Posterize 8..4 bits, Solarize above 256-M/10*256, enhance "
-              "factor 1 +- M/10*0.9). docs/AUGMENTATION.md.", choices=("tf", "increasing"))
+              "factor 1 +- M/10*0.9). docs/AUGMENTATION.md.", choices=LEVEL_MAPPINGS)
     device_augment: str = setting(
         "none", "Random-resized crop + flip on the accelerator for pre-decoded npz:FILE input "
                 "(JAX path; tf.data sources crop on the host): crop_flip = the paper's crop and "
