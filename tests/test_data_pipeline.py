@@ -743,13 +743,21 @@ def test_use_pooling_cpu_allocator(monkeypatch):
         "ds = tf.data.Dataset.range(99).map(lambda c: tf.fill([224, 224, 3], tf.cast(c, "
         "tf.float32))).batch(64, drop_remainder=True).repeat()\n"
         "it = iter(ds); next(it); next(it)\n"
-        "f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "for _ in range(4): next(it)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f) / 256)\n")
+        "per_image = []\n"
+        "for _ in range(3):\n"
+        "    f = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    for _ in range(4): next(it)\n"
+        "    per_image.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f) / 256)\n"
+        "print(min(per_image))\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] +
         os.environ.get("PYTHONPATH", "").split(os.pathsep)), TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert float(out.stdout.strip().splitlines()[-1]) < 50   # ~147 with the default allocator
+    # Steady state: the fewest faults of three windows of 4 batches (the pool may still grow in
+    # one window while tf.data's autotuning deepens its buffers; a CI run once saw 60 in a
+    # single window). ~147 per image with the default allocator on the machines measured
+    # 2026-11-26..12-05; on the 2026-12-06 VM the default allocator also showed ~0.05 (kernel
+    # huge pages), so there this count does not tell the two allocators apart.
+    assert float(out.stdout.strip().splitlines()[-1]) < 50
