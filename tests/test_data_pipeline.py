@@ -737,9 +737,17 @@ def test_use_pooling_cpu_allocator(monkeypatch):
     assert data.use_pooling_cpu_allocator() is False
     assert "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ
     # A fresh process: takes effect, and a batch of 38.5 MB no longer faults page by page.
+    # Which allocator runs is read from its bookkeeping, independent of the kernel's pages: the
+    # BFC allocator rounds every allocation up to a multiple of 256 bytes (its kMinAllocationSize,
+    # tensorflow/core/common_runtime/bfc_allocator.h), so two live 4,000-byte tensors hold
+    # 2 x 4,096 bytes; the default CPU allocator does not count them so.
+    probe = (
+        "mi = lambda: tf.config.experimental.get_memory_info('CPU:0')['current']\n"
+        "c0 = mi(); x = tf.fill([1000], 1.0); y = x + 1.0\n"
+        "print('held', mi() - c0)\n")
     code = (
         "import resource, tensorflow as tf, data\n"
-        "assert data.use_pooling_cpu_allocator() is True\n"
+        "assert data.use_pooling_cpu_allocator() is True\n" + probe +
         "ds = tf.data.Dataset.range(99).map(lambda c: tf.fill([224, 224, 3], tf.cast(c, "
         "tf.float32))).batch(64, drop_remainder=True).repeat()\n"
         "it = iter(ds); next(it); next(it)\n"
@@ -755,9 +763,18 @@ def test_use_pooling_cpu_allocator(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "held 8192" in out.stdout.splitlines(), out.stdout
+    # The control: the user's explicit TF_CPU_ALLOCATOR_USE_BFC=0 wins, and the same probe then
+    # does not see the BFC allocator's rounding.
+    control = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf, data\n"
+         "assert data.use_pooling_cpu_allocator() is False\n" + probe],
+        capture_output=True, text=True, env=dict(env, TF_CPU_ALLOCATOR_USE_BFC="0"), timeout=300)
+    assert control.returncode == 0, control.stderr[-2000:]
+    assert "held 8192" not in control.stdout.splitlines(), control.stdout
     # Steady state: the fewest faults of three windows of 4 batches (the pool may still grow in
     # one window while tf.data's autotuning deepens its buffers; a CI run once saw 60 in a
     # single window). ~147 per image with the default allocator on the machines measured
     # 2026-11-26..12-05; on the 2026-12-06 VM the default allocator also showed ~0.05 (kernel
-    # huge pages), so there this count does not tell the two allocators apart.
+    # huge pages), so there only the probe above tells the two allocators apart.
     assert float(out.stdout.strip().splitlines()[-1]) < 50
