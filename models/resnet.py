@@ -160,9 +160,6 @@ def bottleneck_block(x, filters, strides, cfg: ResNetConfig, name, *, project=No
     filters_out = filters * expansion
     if project is None:
         project = strides != 1 or x.shape[-1] != filters_out
-    sconv = "sconv" in cfg.anti_alias_parts() and strides > 1
-    mid_strides = 1 if sconv else strides
-
     shortcut = (projection_shortcut(x, filters_out, strides, cfg, name, drop_block)
                 if project else x)
 
@@ -170,28 +167,12 @@ def bottleneck_block(x, filters, strides, cfg: ResNetConfig, name, *, project=No
     y = batch_norm(y, cfg, name + "_bn1")
     y = _maybe(drop_block, y, "drop1")
     y = relu(y, name + "_relu1")
-
-    if cfg.selective_kernel:
-        y = selective_kernel(y, filters, mid_strides, cfg, name)
-        y = _maybe(drop_block, y, "drop2")
-    else:
-        y = conv(y, filters, 3, mid_strides, name + "_conv2")
-        y = batch_norm(y, cfg, name + "_bn2")
-        y = _maybe(drop_block, y, "drop2")
-        y = relu(y, name + "_relu2")
-    if sconv:
-        y = blur_pool(y, strides, cfg, name + "_aa")
+    y = _spatial(y, filters, strides, cfg, name, 2, drop_block)
 
     y = conv(y, filters_out, 1, 1, name + "_conv3")
     y = batch_norm(y, cfg, name + "_bn3", zero_gamma=cfg.zero_gamma)
     y = _maybe(drop_block, y, "drop3")
-    if cfg.se_ratio:
-        y = squeeze_excite(y, cfg, name)
-
-    y = keras.layers.Add(name=name + "_add")([y, shortcut])
-    if last_relu:
-        y = relu(y, name + "_out")
-    return y
+    return _merge(y, shortcut, cfg, name, last_relu)
 
 
 def basic_block(x, filters, strides, cfg: ResNetConfig, name, *, project=None,
@@ -199,24 +180,36 @@ def basic_block(x, filters, strides, cfg: ResNetConfig, name, *, project=None,
     """ResNet basic block (two 3x3 convs; official Keras ``basic``, torchvision)."""
     if project is None:
         project = strides != 1 or x.shape[-1] != filters
-    sconv = "sconv" in cfg.anti_alias_parts() and strides > 1
-    mid_strides = 1 if sconv else strides
-
     shortcut = (projection_shortcut(x, filters, strides, cfg, name, drop_block)
                 if project else x)
-    if cfg.selective_kernel:
-        y = selective_kernel(x, filters, mid_strides, cfg, name)
-        y = _maybe(drop_block, y, "drop1")
-    else:
-        y = conv(x, filters, 3, mid_strides, name + "_conv1")
-        y = batch_norm(y, cfg, name + "_bn1")
-        y = _maybe(drop_block, y, "drop1")
-        y = relu(y, name + "_relu1")
-    if sconv:
-        y = blur_pool(y, strides, cfg, name + "_aa")
+    y = _spatial(x, filters, strides, cfg, name, 1, drop_block)
     y = conv(y, filters, 3, 1, name + "_conv2")
     y = batch_norm(y, cfg, name + "_bn2", zero_gamma=cfg.zero_gamma)
     y = _maybe(drop_block, y, "drop2")
+    return _merge(y, shortcut, cfg, name, last_relu)
+
+
+def _spatial(y, filters, strides, cfg, name, index, drop_block):
+    """The block's strided 3x3: a conv-BN-ReLU named ``_conv{index}``/``_bn{index}``, or the
+    Selective Kernel unit; with the "sconv" anti-alias part, the conv runs at stride 1 and a
+    BlurPool (``_aa``) does the downsampling after it (Zhang 2019, as the paper places it)."""
+    sconv = "sconv" in cfg.anti_alias_parts() and strides > 1
+    mid_strides = 1 if sconv else strides
+    if cfg.selective_kernel:
+        y = selective_kernel(y, filters, mid_strides, cfg, name)
+        y = _maybe(drop_block, y, f"drop{index}")
+    else:
+        y = conv(y, filters, 3, mid_strides, f"{name}_conv{index}")
+        y = batch_norm(y, cfg, f"{name}_bn{index}")
+        y = _maybe(drop_block, y, f"drop{index}")
+        y = relu(y, f"{name}_relu{index}")
+    if sconv:
+        y = blur_pool(y, strides, cfg, name + "_aa")
+    return y
+
+
+def _merge(y, shortcut, cfg, name, last_relu):
+    """Squeeze-Excitation on the residual branch (if ``se_ratio``), the add, the last ReLU."""
     if cfg.se_ratio:
         y = squeeze_excite(y, cfg, name)
     y = keras.layers.Add(name=name + "_add")([y, shortcut])
