@@ -8,6 +8,11 @@ Table 5 / ``mce/eval_robustness.py`` of clovaai/assembled-cnn):
 * mean corruption error ``mCE = mean_c CE_c``
 * relative ``rCE_c = sum_s (E_{s,c}(f) - E_clean(f)) / sum_s (E_{s,c}(base) - E_clean(base))``
 * unnormalized mean error ``mean_c mean_s E_{s,c}(f)``
+* effective robustness (Taori et al., "Measuring Robustness to Natural Distribution Shifts in
+  Image Classification", NeurIPS 2020): a model's accuracy under shift minus what a linear fit
+  in logit space through a family of baseline models predicts at its clean accuracy
+  (:func:`effective_robustness_fit`, :func:`effective_robustness`); here the shift is the
+  corrupted set, accuracy ``1 - mean error``;
 * flip probability (ImageNet-P) ``FP_p = 1/(m(n-1)) sum_i sum_{j=2..n} 1[f(x_j^i) != f(x_{j-1}^i)]``,
   with ``x_{j-1}`` replaced by the clean first frame ``x_1`` for noise perturbations;
   ``FR_p = FP_p(f) / FP_p(AlexNet)``, ``mFR = mean_p FR_p``; the top-5 distance ``T5D``
@@ -54,7 +59,8 @@ __all__ = [
     "PERTURBATIONS_10", "PERTURBATIONS_EXTRA", "NOISE_PERTURBATIONS", "ALEXNET_FP",
     "corruption_errors", "mce", "relative_corruption_errors", "relative_mce",
     "mean_corruption_error", "summarize_corruptions", "flip_probability", "top5_distance",
-    "flip_rate", "mean_top5_distance", "format_summary",
+    "flip_rate", "mean_top5_distance", "format_summary", "effective_robustness_fit",
+    "effective_robustness",
 ]
 
 
@@ -305,6 +311,54 @@ def summarize_corruptions(errors: Mapping, clean_error: float | None = None,
             if key in entry:
                 result[f"{key}-{label}"] = entry[key]
     return result
+
+
+def _logit_fractions(values, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0) or np.any(array >= 1):
+        raise ValueError(f"{what}: accuracies must be fractions strictly between 0 and 1, got "
+                         f"{array.tolist()}")
+    return np.log(array / (1.0 - array))
+
+
+def effective_robustness_fit(clean_accuracy, shifted_accuracy) -> tuple:
+    """Least-squares line ``logit(shifted) = a * logit(clean) + b`` through baseline models.
+
+    ``clean_accuracy`` and ``shifted_accuracy`` are the baseline family's accuracies
+    (fractions), one pair per model: in Taori et al. (2020) many ImageNet models; in this
+    project's Imagewoof ablation the baseline row's runs at several schedules and seeds, so
+    that the line says how E0's robustness grows with its clean accuracy. Returns ``(a, b)``.
+    """
+    x = _logit_fractions(clean_accuracy, "baseline clean accuracy")
+    y = _logit_fractions(shifted_accuracy, "baseline shifted accuracy")
+    if x.shape != y.shape:
+        raise ValueError(f"effective robustness fit: {x.size} clean accuracies against "
+                         f"{y.size} shifted ones; give one pair per baseline model")
+    if x.size < 2 or np.ptp(x) == 0:
+        raise ValueError("effective robustness fit: needs at least 2 baseline models with "
+                         f"different clean accuracies, got {np.exp(x) / (1 + np.exp(x))}")
+    a, b = np.polyfit(x, y, 1)
+    return float(a), float(b)
+
+
+def effective_robustness(clean_accuracy, shifted_accuracy, fit) -> np.ndarray | float:
+    """Shifted accuracy minus the baseline line's prediction at the same clean accuracy, in
+    percentage points (positive: more robust than the baseline family at equal clean accuracy).
+
+    ``fit`` is ``(a, b)`` from :func:`effective_robustness_fit`. Scalars give a float, arrays an
+    array. A clean accuracy outside the baseline's range extrapolates the line; say so when
+    reporting it.
+    """
+    a, b = fit
+    x = _logit_fractions(clean_accuracy, "clean accuracy")
+    _logit_fractions(shifted_accuracy, "shifted accuracy")
+    shifted = np.asarray(shifted_accuracy, dtype=np.float64).reshape(-1)
+    if shifted.shape != x.shape:
+        raise ValueError(f"effective robustness: {x.size} clean accuracies against "
+                         f"{shifted.size} shifted ones")
+    predicted = 1.0 / (1.0 + np.exp(-(a * x + b)))
+    result = 100.0 * (shifted - predicted)
+    return float(result[0]) if np.ndim(clean_accuracy) == 0 else result
 
 
 def format_summary(summary: Mapping) -> str:

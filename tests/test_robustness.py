@@ -200,3 +200,24 @@ def test_plots_write_png(tmp_path):
         plots.plot_confusion_matrix(cm, ["a"], tmp_path / "x.png")
     with pytest.raises(ValueError, match="fractions"):
         plots.plot_corruption_errors({"m": {"fog": [50, 60]}}, tmp_path / "x.png")
+
+
+# ------------------------------------------------------------------------------ effective robustness
+def test_effective_robustness_against_hand_computed_line():
+    """Baselines exactly on logit(y) = 0.5 logit(x) - 1; at clean 0.6 the line gives
+    1 / (1 + exp(1 - 0.5 ln 1.5)) = 1 / (1 + 2.219468) = 0.310610 (by hand), so a model at
+    0.340610 is 3.0 points above it and one at 0.290610 2.0 below."""
+    line = lambda x: 1 / (1 + np.exp(-(0.5 * np.log(x / (1 - x)) - 1)))
+    clean = np.array([0.3, 0.45, 0.7, 0.8])
+    a, b = R.effective_robustness_fit(clean, line(clean))
+    assert (a, b) == (pytest.approx(0.5), pytest.approx(-1.0))
+    assert line(0.6) == pytest.approx(0.310610, abs=1e-6)
+    assert R.effective_robustness(0.6, 0.340610, (a, b)) == pytest.approx(3.0, abs=1e-3)
+    both = R.effective_robustness([0.6, 0.6], [0.340610, 0.290610], (a, b))
+    np.testing.assert_allclose(both, [3.0, -2.0], atol=1e-3)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        R.effective_robustness(60.0, 0.34, (a, b))          # a percentage, not a fraction
+    with pytest.raises(ValueError, match="different clean accuracies"):
+        R.effective_robustness_fit([0.5, 0.5], [0.3, 0.31])
+    with pytest.raises(ValueError, match="one pair per baseline"):
+        R.effective_robustness_fit([0.5, 0.6], [0.3])
