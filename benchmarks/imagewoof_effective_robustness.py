@@ -133,7 +133,7 @@ def plot(runs: list, fit, path: str) -> None:
 HEATMAP_ROWS = [(10, "E0"), (10, "E3"), (10, "E6"), (10, "E11"),
                 (30, "E0"), (30, "E6"), (30, "E9 without KD"), (30, "E11 without KD and AutoAugment"),
                 (30, "E11 without KD"), (30, "E11"),
-                (120, "E0"), (120, "E3"), (120, "E6"), (120, "E11")]
+                (120, "E0"), (120, "E3"), (120, "E6"), (120, "E9 without KD"), (120, "E11")]
 
 
 def plot_per_corruption(rows: list, path: str) -> None:
