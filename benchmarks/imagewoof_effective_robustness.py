@@ -102,8 +102,7 @@ def plot(runs: list, fit, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    a, b = fit
-    line = lambda x: 100 / (1 + np.exp(-(a * np.log(x / (1 - x)) + b)))
+    line = lambda x: 100 * R.effective_robustness_line(x, fit)
     base = [r["clean"] for r in runs if r["row"] == "E0"]
     lo, hi = min(base), max(base)
     fig, ax = plt.subplots(figsize=(8.5, 5.5))

@@ -11,7 +11,8 @@ Table 5 / ``mce/eval_robustness.py`` of clovaai/assembled-cnn):
 * effective robustness (Taori et al., "Measuring Robustness to Natural Distribution Shifts in
   Image Classification", NeurIPS 2020): a model's accuracy under shift minus what a linear fit
   in logit space through a family of baseline models predicts at its clean accuracy
-  (:func:`effective_robustness_fit`, :func:`effective_robustness`); here the shift is the
+  (:func:`effective_robustness_fit`, :func:`effective_robustness_line`,
+  :func:`effective_robustness`); here the shift is the
   corrupted set, accuracy ``1 - mean error``;
 * flip probability (ImageNet-P) ``FP_p = 1/(m(n-1)) sum_i sum_{j=2..n} 1[f(x_j^i) != f(x_{j-1}^i)]``,
   with ``x_{j-1}`` replaced by the clean first frame ``x_1`` for noise perturbations;
@@ -60,7 +61,7 @@ __all__ = [
     "corruption_errors", "mce", "relative_corruption_errors", "relative_mce",
     "mean_corruption_error", "summarize_corruptions", "flip_probability", "top5_distance",
     "flip_rate", "mean_top5_distance", "format_summary", "effective_robustness_fit",
-    "effective_robustness",
+    "effective_robustness_line", "effective_robustness",
 ]
 
 
@@ -313,11 +314,16 @@ def summarize_corruptions(errors: Mapping, clean_error: float | None = None,
     return result
 
 
-def _logit_fractions(values, what: str) -> np.ndarray:
+def _open_fractions(values, what: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if array.size == 0 or not np.all(np.isfinite(array)) or np.any(array <= 0) or np.any(array >= 1):
         raise ValueError(f"{what}: accuracies must be fractions strictly between 0 and 1, got "
                          f"{array.tolist()}")
+    return array
+
+
+def _logit_fractions(values, what: str) -> np.ndarray:
+    array = _open_fractions(values, what)
     return np.log(array / (1.0 - array))
 
 
@@ -341,6 +347,14 @@ def effective_robustness_fit(clean_accuracy, shifted_accuracy) -> tuple:
     return float(a), float(b)
 
 
+def effective_robustness_line(clean_accuracy, fit) -> np.ndarray:
+    """The baseline line's shifted accuracy (fraction) at each clean accuracy: ``sigmoid(a *
+    logit(clean) + b)`` with ``fit = (a, b)`` from :func:`effective_robustness_fit`."""
+    a, b = fit
+    x = _logit_fractions(clean_accuracy, "clean accuracy")
+    return 1.0 / (1.0 + np.exp(-(a * x + b)))
+
+
 def effective_robustness(clean_accuracy, shifted_accuracy, fit) -> np.ndarray | float:
     """Shifted accuracy minus the baseline line's prediction at the same clean accuracy, in
     percentage points (positive: more robust than the baseline family at equal clean accuracy).
@@ -349,14 +363,11 @@ def effective_robustness(clean_accuracy, shifted_accuracy, fit) -> np.ndarray | 
     array. A clean accuracy outside the baseline's range extrapolates the line; say so when
     reporting it.
     """
-    a, b = fit
-    x = _logit_fractions(clean_accuracy, "clean accuracy")
-    _logit_fractions(shifted_accuracy, "shifted accuracy")
-    shifted = np.asarray(shifted_accuracy, dtype=np.float64).reshape(-1)
-    if shifted.shape != x.shape:
-        raise ValueError(f"effective robustness: {x.size} clean accuracies against "
+    predicted = effective_robustness_line(clean_accuracy, fit)
+    shifted = _open_fractions(shifted_accuracy, "shifted accuracy")
+    if shifted.shape != predicted.shape:
+        raise ValueError(f"effective robustness: {predicted.size} clean accuracies against "
                          f"{shifted.size} shifted ones")
-    predicted = 1.0 / (1.0 + np.exp(-(a * x + b)))
     result = 100.0 * (shifted - predicted)
     return float(result[0]) if np.ndim(clean_accuracy) == 0 else result
 
